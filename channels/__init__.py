@@ -1,0 +1,1 @@
+"""Channel adapters: each knows its provider and nothing else."""

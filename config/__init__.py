@@ -1,0 +1,1 @@
+"""Typed settings and the default data a city edits (topics, reply templates)."""

@@ -1,0 +1,1 @@
+"""The process: HTTP app, SMTP server, configuration wiring and the `aduan` CLI."""

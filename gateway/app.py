@@ -1,0 +1,180 @@
+"""The aiohttp application: routes, middlewares, and the services they share."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import jinja2
+from aiohttp import web
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+import channels.registry  # noqa: F401 - registers the channel adapters
+from channels.base import ChannelError
+from config.data import Replies, load_replies, load_taxonomy
+from config.settings import Settings
+from gateway.intake import Intake
+from normalizer import Rules
+from normalizer.topics import Taxonomy
+from workers.crypto import Crypto
+from workers.db import make_engine, session_factory
+
+log = logging.getLogger("aduan.http")
+
+MAX_BODY_BYTES = 4 * 1024 * 1024  # Meta batches reach 3 MB; aiohttp's default is 1 MiB
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis_url: str
+    taxonomy: Taxonomy
+    replies: Replies
+    rules: Rules
+    intake: Intake
+    engine: Engine
+    sessions: sessionmaker[Session]
+    crypto: Crypto
+    templates: jinja2.Environment
+
+    async def read_db(self, fn: Callable[[Session], Any]) -> Any:
+        def run() -> Any:
+            with self.sessions() as session:
+                return fn(session)
+
+        return await asyncio.to_thread(run)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def build_services(settings: Settings, redis_url: str) -> Services:
+    taxonomy = load_taxonomy(settings.topics_file)
+    rules = Rules(taxonomy, settings.ticket_prefix, settings.default_region)
+    engine = make_engine(settings.effective_database_url)
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.files("gateway").joinpath("templates"))),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return Services(
+        settings=settings,
+        redis_url=redis_url,
+        taxonomy=taxonomy,
+        replies=load_replies(settings.replies_file),
+        rules=rules,
+        intake=Intake(redis_url, rules, settings.queue_name),
+        engine=engine,
+        sessions=session_factory(engine),
+        crypto=Crypto(settings.encryption_keys, settings.secret_key),
+        templates=templates,
+    )
+
+
+def wants_json(request: web.Request) -> bool:
+    return request.path.startswith(("/api/", "/webhooks/"))
+
+
+def json_error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    return web.json_response(ChannelError(status, code, message, field).as_json(), status=status)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ChannelError as exc:
+        if wants_json(request):
+            return json_error(exc.status, exc.code, exc.message, exc.field)
+        return web.Response(status=exc.status, text=exc.message)
+    except web.HTTPRequestEntityTooLarge:
+        return json_error(413, "too_large", "The request body is too large.")
+    except web.HTTPException as exc:
+        if wants_json(request) and exc.status >= 400:
+            return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        raise
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if wants_json(request):
+            return json_error(500, "internal", "Something went wrong on our side.")
+        return web.Response(status=500, text="Something went wrong on our side.")
+
+
+@web.middleware
+async def security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.content_type == "text/html":
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "frame-ancestors 'none'; form-action 'self'",
+        )
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    checks: dict[str, str] = {}
+    try:
+        await services.intake.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+
+    def db(session: Session) -> None:
+        session.execute(text("SELECT 1"))
+
+    try:
+        await services.read_db(db)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return web.Response(
+        status=200 if ready else 503,
+        text=json.dumps({"ready": ready, "checks": checks}),
+        content_type="application/json",
+    )
+
+
+def create_app(services: Services) -> web.Application:
+    from gateway import web_routes
+
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[security_headers, errors_middleware]
+    )
+    app[SERVICES] = services
+
+    async def on_startup(app: web.Application) -> None:
+        await services.intake.start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await services.intake.close()
+        services.engine.dispose()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    web_routes.setup(app)
+    app.router.add_static("/static", str(resources.files("gateway").joinpath("static")))
+    return app

@@ -1,0 +1,185 @@
+"""`aduan`: serve, worker, db upgrade, webhooks, outbox, failed list / requeue."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from config.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("aduan")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Alembic announces every plugin it loads; only the migrations it runs matter.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
+
+
+def _embedded_socket(settings: Settings) -> str | None:
+    from gateway.embedded import _socket_path
+
+    path = _socket_path(settings.data_dir)
+    return f"unix://{path}" if path.exists() else None
+
+
+def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    from workers.db import make_engine, upgrade
+
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    engine.dispose()
+    print(f"Case store is up to date ({engine.url.render_as_string(hide_password=True)}).")
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.worker import run_worker
+
+    redis_url = settings.redis_url or _embedded_socket(settings)
+    if redis_url is None:
+        raise SettingsError(
+            "Setting 'REDIS_URL' is not set and no embedded Redis is running in "
+            f"{settings.data_dir}: start `aduan serve` or set REDIS_URL."
+        )
+    run_worker(settings, redis_url, burst=args.burst)
+    return 0
+
+
+def cmd_webhooks(settings: Settings, _args: argparse.Namespace) -> int:
+    base = settings.public_url
+    print("Configure these URLs at each provider (computed from ADUAN_PUBLIC_URL):\n")
+    print(f"  Web form                      {base}/")
+    print(f"  App API                       POST {base}/api/v1/complaints")
+    print(f"  Twilio SMS/WhatsApp incoming  POST {base}/webhooks/twilio")
+    print(f"  Twilio status callback        POST {base}/webhooks/twilio/status")
+    print(f"  WhatsApp Cloud API (Meta)     GET+POST {base}/webhooks/whatsapp")
+    print(
+        f"  Email (SMTP)                  {settings.smtp_host}:{settings.smtp_port}, "
+        f"recipients @{', @'.join(settings.email_domains)}"
+    )
+    return 0
+
+
+def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from workers import models
+    from workers.db import make_engine, session_factory
+
+    engine = make_engine(settings.effective_database_url)
+    with session_factory(engine)() as session:
+        rows = session.scalars(
+            select(models.Delivery)
+            .where(models.Delivery.status == "outbox")
+            .order_by(models.Delivery.id.desc())
+            .limit(args.limit)
+        ).all()
+        for row in rows:
+            body = "(sealed: confidential)" if row.sealed else row.body
+            print(
+                f"{row.created_at:%Y-%m-%d %H:%M:%S} #{row.id} {row.channel:8} {row.kind:22} {body}"
+            )
+    engine.dispose()
+    return 0
+
+
+def _failed_registry(settings: Settings) -> tuple[object, object]:
+    import redis
+    from rq import Queue
+    from rq.registry import FailedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    redis_url = settings.redis_url or _embedded_socket(settings)
+    if redis_url is None:
+        raise SettingsError("Setting 'REDIS_URL' is not set and no embedded Redis is running.")
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+    return queue, FailedJobRegistry(queue=queue)
+
+
+def cmd_failed(settings: Settings, args: argparse.Namespace) -> int:
+    from rq.job import Job
+
+    queue, registry = _failed_registry(settings)
+    ids = registry.get_job_ids()  # type: ignore[attr-defined]
+    if args.failed_command == "list":
+        if not ids:
+            print("No failed jobs.")
+        for job_id in ids:
+            job = Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)  # type: ignore[attr-defined]
+            result = job.latest_result()
+            lines = (result.exc_string or "").strip().splitlines() if result else []
+            print(f"{job_id}  {job.description}  {lines[-1] if lines else ''}")
+        return 0
+    wanted = ids if args.all else args.job_ids
+    if not wanted:
+        print("Name job ids to requeue, or --all.", file=sys.stderr)
+        return 2
+    for job_id in wanted:
+        registry.requeue(job_id)  # type: ignore[attr-defined]
+        print(f"requeued {job_id}")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    return asyncio.run(serve(settings, with_worker=not args.no_worker))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aduan", description="Complaint intake gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run HTTP (and SMTP), the embedded defaults and a worker")
+    serve.add_argument("--no-worker", action="store_true", help="run the gateway only")
+    serve.set_defaults(func=cmd_serve)
+    worker = sub.add_parser("worker", help="run a worker for the queue")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(func=cmd_worker)
+    db = sub.add_parser("db", help="case store")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    sub.add_parser("webhooks", help="print the URLs to configure at each provider").set_defaults(
+        func=cmd_webhooks
+    )
+    outbox = sub.add_parser("outbox", help="replies kept because no provider is configured")
+    outbox.add_argument("--limit", type=int, default=50)
+    outbox.set_defaults(func=cmd_outbox)
+    failed = sub.add_parser("failed", help="jobs that failed after their retries")
+    failed_sub = failed.add_subparsers(dest="failed_command", required=True)
+    failed_sub.add_parser("list").set_defaults(func=cmd_failed)
+    requeue = failed_sub.add_parser("requeue")
+    requeue.add_argument("job_ids", nargs="*")
+    requeue.add_argument("--all", action="store_true")
+    requeue.set_defaults(func=cmd_failed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(create_secrets=args.command == "serve")
+    except SettingsError as exc:
+        print(f"aduan: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    try:
+        return int(args.func(settings, args))
+    except SettingsError as exc:
+        print(f"aduan: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Intake: normalise, claim, enqueue durably, and (for the web and the app) wait for the ticket.
+
+A complaint is acknowledged only once its job is in Redis. Enqueues are gathered for a
+few milliseconds into one batch job, written in one round trip on a worker thread so
+the event loop never blocks. A claim key (`SET NX`) in front of the queue turns a
+provider's retries and concurrent copies into one job; the database's unique key has
+the final word when the claim has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+from channels.base import ChannelError, InboundMessage
+from normalizer import Complaint, InvalidContact, Rules, normalize
+from workers.context import RESULTS_CHANNEL, result_key
+
+log = logging.getLogger("aduan.intake")
+
+CLAIM_PENDING_SECONDS = 60
+CLAIM_SECONDS = 7 * 24 * 3600
+STORE_JOB = "workers.store.store_complaints"
+STORE_RETRY = Retry(max=10, interval=[1, 2, 5, 10, 20, 30, 60, 120, 300, 600])
+
+
+def claim_key(key: str) -> str:
+    return f"aduan:claim:{key}"
+
+
+class QueueUnavailable(Exception):
+    """The complaint could not be made durable: the caller must not acknowledge it."""
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    key: str
+    complaint: Complaint
+    duplicate: bool
+    outcome: dict[str, Any] | None  # the store job's answer, when we waited for it
+
+    @property
+    def ticket(self) -> str | None:
+        return None if self.outcome is None else self.outcome.get("ticket")
+
+
+class _Batcher:
+    """Gathers complaints for a moment and enqueues them as one job, in a thread."""
+
+    def __init__(self, queue: Queue, max_batch: int = 100, linger: float = 0.002) -> None:
+        self.queue = queue
+        self.max_batch = max_batch
+        self.linger = linger
+        self._items: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def put(self, complaint: dict[str, Any]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._items.append((complaint, future))
+        if len(self._items) >= self.max_batch:
+            self._flush_now()
+        elif self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later())
+        await future
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.linger)
+        self._flusher = None
+        self._flush_now()
+
+    def _flush_now(self) -> None:
+        items, self._items = self._items, []
+        if items:
+            asyncio.create_task(self._enqueue(items))  # noqa: RUF006 - futures keep it observed
+
+    async def _enqueue(self, items: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        batch = [complaint for complaint, _ in items]
+        try:
+            await asyncio.to_thread(self._enqueue_sync, batch)
+        except Exception as exc:
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(QueueUnavailable(str(exc)))
+            return
+        for _, future in items:
+            if not future.done():
+                future.set_result(None)
+
+    def _enqueue_sync(self, batch: list[dict[str, Any]]) -> None:
+        self.queue.enqueue(
+            STORE_JOB,
+            batch,
+            job_id=f"store-{uuid.uuid4().hex}",
+            retry=STORE_RETRY,
+            result_ttl=3600,
+            failure_ttl=30 * 24 * 3600,
+            description=f"store {len(batch)} complaint(s)",
+        )
+
+
+class Intake:
+    def __init__(self, redis_url: str, rules: Rules, queue_name: str) -> None:
+        self.rules = rules
+        self.redis = aioredis.Redis.from_url(redis_url)
+        self.sync_redis = redis.Redis.from_url(redis_url)
+        self.queue = Queue(queue_name, connection=self.sync_redis, serializer=JSONSerializer)
+        self.batcher = _Batcher(self.queue)
+        self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen())
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self.redis.aclose()
+        self.sync_redis.close()
+
+    async def _listen(self) -> None:
+        """One subscription per process carries every store result to whoever waits."""
+        while True:
+            try:
+                pubsub = self.redis.pubsub()
+                await pubsub.subscribe(RESULTS_CHANNEL)
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    outcome = json.loads(message["data"])
+                    for future in self._waiters.pop(outcome.get("key", ""), []):
+                        if not future.done():
+                            future.set_result(outcome)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("result subscription lost; reconnecting", exc_info=True)
+                await asyncio.sleep(0.5)
+
+    def normalize(self, message: InboundMessage) -> Complaint:
+        try:
+            return normalize(message, self.rules)
+        except InvalidContact as exc:
+            raise ChannelError(400, "invalid", exc.message, exc.field) from None
+
+    async def submit(
+        self,
+        messages: Iterable[InboundMessage],
+        *,
+        wait: float | None = None,
+        content_check: bool = False,
+    ) -> list[IntakeResult]:
+        complaints = [self.normalize(m) for m in messages]
+        results = await asyncio.gather(
+            *(self._submit_one(c, wait, content_check) for c in complaints)
+        )
+        return list(results)
+
+    async def _submit_one(
+        self, complaint: Complaint, wait: float | None, content_check: bool
+    ) -> IntakeResult:
+        key = complaint.idempotency_key
+        digest = hashlib.sha256(
+            json.dumps([complaint.text, complaint.reporter.address, complaint.topic]).encode()
+        ).hexdigest()[:16]
+        future = self._register(key) if wait else None
+        try:
+            duplicate = await self._claim_and_enqueue(complaint, digest, content_check)
+            outcome = None
+            if future is not None and wait:
+                outcome = await self._await_result(key, future, wait)
+            return IntakeResult(key, complaint, duplicate, outcome)
+        finally:
+            if future is not None:
+                self._unregister(key, future)
+
+    async def _claim_and_enqueue(
+        self, complaint: Complaint, digest: str, content_check: bool
+    ) -> bool:
+        key = complaint.idempotency_key
+        claim = claim_key(key)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                won = await self.redis.set(
+                    claim, f"pending:{digest}", nx=True, ex=CLAIM_PENDING_SECONDS
+                )
+            except redis.RedisError as exc:
+                raise QueueUnavailable(str(exc)) from exc
+            if won:
+                try:
+                    await self.batcher.put(complaint.to_dict())
+                except QueueUnavailable:
+                    with contextlib.suppress(redis.RedisError):
+                        await self.redis.delete(claim)
+                    raise
+                with contextlib.suppress(redis.RedisError):
+                    await self.redis.set(claim, f"queued:{digest}", ex=CLAIM_SECONDS)
+                return False
+            current = await self.redis.get(claim)
+            if current is None:
+                continue  # the first copy gave up; try to take it over
+            text = current.decode() if isinstance(current, bytes) else str(current)
+            state, _, their_digest = text.partition(":")
+            if content_check and their_digest != digest:
+                raise ChannelError(
+                    422,
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was already used for a different complaint.",
+                    "Idempotency-Key",
+                )
+            if state == "queued" or time.monotonic() > deadline:
+                return True
+            # The first copy is being enqueued right now: acknowledge only once it is.
+            await asyncio.sleep(0.02)
+
+    def _register(self, key: str) -> asyncio.Future[dict[str, Any]]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(future)
+        return future
+
+    def _unregister(self, key: str, future: asyncio.Future[dict[str, Any]]) -> None:
+        waiting = self._waiters.get(key)
+        if waiting and future in waiting:
+            waiting.remove(future)
+            if not waiting:
+                del self._waiters[key]
+
+    async def _await_result(
+        self, key: str, future: asyncio.Future[dict[str, Any]], wait: float
+    ) -> dict[str, Any] | None:
+        stored = await self.lookup(key)
+        if stored is not None:
+            return stored
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), wait)
+        except TimeoutError:
+            return await self.lookup(key)
+
+    async def lookup(self, key: str) -> dict[str, Any] | None:
+        try:
+            value = await self.redis.get(result_key(key))
+        except redis.RedisError:
+            return None
+        return None if value is None else dict(json.loads(value))

@@ -1,0 +1,1 @@
+"""RQ jobs: importable functions over plain, JSON-serialisable data."""

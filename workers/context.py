@@ -1,0 +1,71 @@
+"""What a job needs at run time, built once per worker process from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.data import Replies, load_replies
+from config.settings import Settings, load_settings
+from workers.crypto import Crypto
+from workers.db import make_engine, session_factory
+
+RESULTS_CHANNEL = "aduan:results"
+
+
+def result_key(idempotency_key: str) -> str:
+    return f"aduan:result:{idempotency_key}"
+
+
+@dataclass
+class Context:
+    settings: Settings
+    redis_url: str
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.effective_database_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    @cached_property
+    def queue(self) -> Queue:
+        return Queue(self.settings.queue_name, connection=self.redis, serializer=JSONSerializer)
+
+    @cached_property
+    def crypto(self) -> Crypto:
+        return Crypto(self.settings.encryption_keys, self.settings.secret_key)
+
+    @cached_property
+    def replies(self) -> Replies:
+        return load_replies(self.settings.replies_file)
+
+
+_current: Context | None = None
+
+
+def install(context: Context) -> None:
+    global _current
+    _current = context
+
+
+def current() -> Context:
+    global _current
+    if _current is None:
+        settings = load_settings(create_secrets=False)
+        if settings.redis_url is None:
+            raise RuntimeError("REDIS_URL must be set for a worker started outside `aduan`.")
+        _current = Context(settings, settings.redis_url)
+    return _current

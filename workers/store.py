@@ -1,0 +1,411 @@
+"""The store job: complaints from the queue into the case store, exactly once.
+
+Each complaint is handled in its own savepoint inside one transaction per batch. The
+unique idempotency key on `messages` is the final word on duplicates: a retried job,
+or the same message handled by two workers at once, finds the first one's row and
+answers with its ticket instead of making a second case.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from normalizer.complaint import Complaint
+from normalizer.tickets import format_ticket, parse_ticket
+from workers import models
+from workers.context import RESULTS_CHANNEL, Context, current, result_key
+from workers.crypto import new_receipt
+
+log = logging.getLogger("aduan.store")
+
+REPLY_CHANNEL = {"sms": "sms", "whatsapp": "whatsapp", "email": "email"}
+RESULT_TTL_SECONDS = 7 * 24 * 3600
+
+
+@dataclass
+class Outcome:
+    key: str
+    ticket: str | None
+    status: str | None
+    outcome: str  # new, followup, duplicate, status, not_found, stop
+    case_id: int | None
+    receipt: str | None = None
+    deliveries: tuple[int, ...] = ()
+
+    def public(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "key": self.key,
+            "ticket": self.ticket,
+            "status": self.status,
+            "outcome": self.outcome,
+        }
+        if self.receipt:
+            data["receipt"] = self.receipt
+        return data
+
+
+def store_complaints(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """RQ job: store a batch of complaints; a batch of one is fine."""
+    context = current()
+    complaints = [Complaint.from_dict(item) for item in batch]
+    outcomes = store(context, complaints)
+    publish(context, outcomes)
+    deliveries = [d for o in outcomes for d in o.deliveries]
+    if deliveries:
+        from workers.replies import enqueue_deliveries
+
+        enqueue_deliveries(context, deliveries)
+    return [o.public() for o in outcomes]
+
+
+def store(context: Context, complaints: list[Complaint]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    with context.sessions() as session, session.begin():
+        for complaint in complaints:
+            outcomes.append(_store_one(context, session, complaint))
+    return outcomes
+
+
+def publish(context: Context, outcomes: list[Outcome]) -> None:
+    """Tell waiting gateways: the result key for late readers, a message for those waiting."""
+    pipe = context.redis.pipeline(transaction=False)
+    for outcome in outcomes:
+        payload = json.dumps(outcome.public())
+        pipe.set(result_key(outcome.key), payload, ex=RESULT_TTL_SECONDS)
+        pipe.publish(RESULTS_CHANNEL, payload)
+    pipe.execute()
+
+
+def _store_one(context: Context, session: Session, complaint: Complaint) -> Outcome:
+    existing = _existing(context, session, complaint.idempotency_key)
+    if existing is not None:
+        return existing
+    try:
+        with session.begin_nested():
+            return _create(context, session, complaint)
+    except IntegrityError:
+        # Another worker stored the same message between our check and our insert.
+        again = _existing(context, session, complaint.idempotency_key)
+        if again is None:
+            raise
+        return again
+
+
+def _existing(context: Context, session: Session, key: str) -> Outcome | None:
+    message = session.scalar(select(models.Message).where(models.Message.idempotency_key == key))
+    if message is None:
+        return None
+    case = message.case
+    receipt = None
+    if case is not None and case.sealed_receipt and message.kind == "complaint":
+        receipt = context.crypto.open(case.sealed_receipt)
+    deliveries = session.scalars(
+        select(models.Delivery.id).where(
+            models.Delivery.dedupe_key.startswith(f"{key}:"),
+            models.Delivery.status == "queued",
+        )
+    ).all()
+    return Outcome(
+        key=key,
+        ticket=case.ticket if case else None,
+        status=case.status if case else None,
+        outcome="duplicate",
+        case_id=case.id if case else None,
+        receipt=receipt,
+        deliveries=tuple(deliveries),
+    )
+
+
+def _reporter(context: Context, session: Session, complaint: Complaint) -> models.Reporter:
+    person = complaint.reporter
+    confidential = complaint.confidential
+    address_hash = context.crypto.lookup_hash(person.address) if person.address else None
+    if address_hash is not None:
+        found = session.scalar(
+            select(models.Reporter).where(
+                models.Reporter.address_hash == address_hash,
+                models.Reporter.confidential == confidential,
+            )
+        )
+        if found is not None:
+            if not confidential and person.name and not found.name:
+                found.name = person.name
+            return found
+    reporter = models.Reporter(
+        kind=person.kind,
+        confidential=confidential,
+        address_hash=address_hash,
+        language=complaint.language,
+    )
+    if confidential:
+        reporter.sealed_contact = context.crypto.seal(
+            {"address": person.address, "name": person.name, "email": person.email}
+        )
+    else:
+        reporter.address = person.address
+        reporter.name = person.name
+        reporter.email = person.email
+    session.add(reporter)
+    session.flush()
+    return reporter
+
+
+def _next_ticket(context: Context, session: Session, year: int, confidential: bool) -> str:
+    prefix = context.settings.ticket_prefix
+    if confidential:
+        # Random, not sequential: the reference says nothing about when it came in.
+        while True:
+            ticket = format_ticket(prefix, year, random.SystemRandom().randrange(10**6), True)
+            if session.scalar(select(models.Case.id).where(models.Case.ticket == ticket)) is None:
+                return ticket
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(models.TicketCounter)
+        .values(prefix=prefix, year=year, last=0)
+        .on_conflict_do_nothing(index_elements=["prefix", "year"])
+    )
+    number = session.execute(
+        update(models.TicketCounter)
+        .where(models.TicketCounter.prefix == prefix, models.TicketCounter.year == year)
+        .values(last=models.TicketCounter.last + 1)
+        .returning(models.TicketCounter.last)
+    ).scalar_one()
+    return format_ticket(prefix, year, number)
+
+
+def _message(
+    context: Context,
+    complaint: Complaint,
+    reporter: models.Reporter,
+    case: models.Case | None,
+    kind: str,
+) -> models.Message:
+    sealed = complaint.confidential or reporter.confidential
+    message = models.Message(
+        idempotency_key=complaint.idempotency_key,
+        case_id=case.id if case else None,
+        reporter_id=reporter.id,
+        direction="in",
+        channel=complaint.channel,
+        provider=complaint.provider,
+        provider_message_id=None if sealed else complaint.provider_message_id,
+        kind=kind,
+        text=complaint.text,
+        subject=complaint.subject,
+        raw=None if sealed else complaint.raw,
+        sealed_raw=context.crypto.seal(
+            {"raw": complaint.raw, "provider_message_id": complaint.provider_message_id}
+        )
+        if sealed
+        else None,
+        received_at=complaint.received_at,
+    )
+    for item in complaint.attachments:
+        message.attachments.append(
+            models.Attachment(
+                content_type=item.content_type,
+                size=item.size,
+                filename=item.filename,
+                url=item.url,
+                sha256=item.sha256,
+                data=item.data(),
+            )
+        )
+    return message
+
+
+def _delivery(
+    context: Context,
+    complaint: Complaint,
+    reporter: models.Reporter,
+    case: models.Case | None,
+    kind: str,
+    values: dict[str, str],
+) -> models.Delivery | None:
+    """The answer to an inbound message, on its channel; none when there is no way back."""
+    channel = REPLY_CHANNEL.get(complaint.channel)
+    if channel is None:
+        # The web form and the app show the ticket on screen; a contact left there
+        # still gets a confirmation, to the outbox until a provider is configured.
+        if complaint.reporter.kind == "phone":
+            channel = "sms"
+        elif complaint.reporter.kind == "email":
+            channel = "email"
+        else:
+            return None
+    if reporter.opted_out and kind != "stopped":
+        return None
+    replies = context.replies
+    body = replies.render(complaint.language, kind, **values)
+    sealed = "receipt" in values
+    subject = None
+    if channel == "email":
+        subject = replies.render(
+            complaint.language, "email_subject", ticket=values.get("ticket", "")
+        )
+    return models.Delivery(
+        dedupe_key=f"{complaint.idempotency_key}:{kind}",
+        case_id=case.id if case else None,
+        reporter_id=reporter.id,
+        channel=channel,
+        kind=kind,
+        language=complaint.language,
+        subject=subject,
+        body=context.crypto.seal(body) if sealed else body,
+        sealed=sealed,
+        in_reply_to=complaint.raw.get("message_id") if isinstance(complaint.raw, dict) else None,
+        status="queued",
+    )
+
+
+def _create(context: Context, session: Session, complaint: Complaint) -> Outcome:
+    reporter = _reporter(context, session, complaint)
+    if complaint.command == "status":
+        return _status_request(context, session, complaint, reporter)
+    if complaint.command == "stop":
+        reporter.opted_out = True
+        session.add(_message(context, complaint, reporter, None, "stop"))
+        return Outcome(complaint.idempotency_key, None, None, "stop", None)
+
+    followed = _followed_case(session, complaint, reporter)
+    if followed is not None:
+        session.add(_message(context, complaint, reporter, followed, "followup"))
+        followed.updated_at = datetime.now(UTC)
+        delivery = _delivery(
+            context, complaint, reporter, followed, "received_followup", {"ticket": followed.ticket}
+        )
+        return _finish(session, complaint, followed, "followup", delivery, None)
+
+    year = complaint.received_at.astimezone(UTC).year
+    ticket = _next_ticket(context, session, year, complaint.confidential)
+    receipt = new_receipt() if complaint.confidential else None
+    location = complaint.location
+    case = models.Case(
+        ticket=ticket,
+        status="received",
+        topic=complaint.topic,
+        confidential=complaint.confidential,
+        title=complaint.title[:200] or ticket,
+        language=complaint.language,
+        channel=complaint.channel,
+        reporter_id=reporter.id,
+        lat=location.lat if location else None,
+        lon=location.lon if location else None,
+        address=location.address if location else None,
+        location_label=location.label if location else None,
+        fingerprint=complaint.fingerprint,
+        receipt_hash=context.crypto.lookup_hash(receipt) if receipt else None,
+        sealed_receipt=context.crypto.seal(receipt) if receipt else None,
+    )
+    session.add(case)
+    session.flush()
+    session.add(
+        models.StatusEvent(case_id=case.id, actor="system", from_status=None, to_status="received")
+    )
+    session.add(_message(context, complaint, reporter, case, "complaint"))
+    values = {"ticket": ticket}
+    if receipt:
+        values["receipt"] = receipt
+    delivery = _delivery(
+        context,
+        complaint,
+        reporter,
+        case,
+        "received_confidential" if receipt else "received",
+        values,
+    )
+    return _finish(session, complaint, case, "new", delivery, receipt)
+
+
+def _finish(
+    session: Session,
+    complaint: Complaint,
+    case: models.Case,
+    outcome: str,
+    delivery: models.Delivery | None,
+    receipt: str | None,
+) -> Outcome:
+    ids: tuple[int, ...] = ()
+    if delivery is not None:
+        session.add(delivery)
+        session.flush()
+        ids = (delivery.id,)
+    else:
+        session.flush()
+    log.info(
+        "stored %s message on %s as %s (%s)", complaint.channel, case.ticket, outcome, case.topic
+    )
+    return Outcome(
+        complaint.idempotency_key, case.ticket, case.status, outcome, case.id, receipt, ids
+    )
+
+
+def _followed_case(
+    session: Session, complaint: Complaint, reporter: models.Reporter
+) -> models.Case | None:
+    """A message that names one of this reporter's cases is a follow-up to it."""
+    if not complaint.ticket_ref or not complaint.ticket_ref_valid or reporter.address_hash is None:
+        return None
+    case = session.scalar(select(models.Case).where(models.Case.ticket == complaint.ticket_ref))
+    if case is None or case.reporter_id != reporter.id:
+        return None
+    return case
+
+
+def _status_request(
+    context: Context, session: Session, complaint: Complaint, reporter: models.Reporter
+) -> Outcome:
+    prefix = context.settings.ticket_prefix
+    asked = complaint.ticket_ref or ""
+    ref = parse_ticket(asked, prefix) if asked else None
+    case = None
+    if ref is not None and ref.valid:
+        case = session.scalar(select(models.Case).where(models.Case.ticket == ref.canonical))
+    authorised = False
+    if case is not None:
+        if case.confidential:
+            # Only the receipt code opens a confidential case, never the phone number alone.
+            receipt_hash = case.receipt_hash or ""
+            authorised = any(
+                context.crypto.check_receipt(token, receipt_hash)
+                for token in complaint.text.replace(ref.canonical if ref else "", " ").split()
+                if len(token.replace("-", "")) == 12
+            )
+        else:
+            authorised = reporter.address_hash is not None and case.reporter_id == reporter.id
+    visible = case if authorised else None
+    session.add(_message(context, complaint, reporter, visible, "status"))
+    if ref is not None and not ref.valid:
+        kind, values = "bad_check_digit", {"ticket": asked or "?"}
+    elif visible is None:
+        kind, values = "not_found", {"ticket": ref.canonical if ref else (asked or "?")}
+    else:
+        status = context.replies.status_name(complaint.language, visible.status)
+        kind, values = "status", {"ticket": visible.ticket, "status": status}
+    delivery = _delivery(context, complaint, reporter, visible, kind, values)
+    ids: tuple[int, ...] = ()
+    if delivery is not None:
+        session.add(delivery)
+        session.flush()
+        ids = (delivery.id,)
+    return Outcome(
+        complaint.idempotency_key,
+        visible.ticket if visible else None,
+        visible.status if visible else None,
+        "status" if visible else "not_found",
+        visible.id if visible else None,
+        None,
+        ids,
+    )
