@@ -8,52 +8,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from rq import Retry
 from sqlalchemy import CursorResult, update
 
+import workers.senders.registry  # noqa: F401 - registers the provider senders
 from workers import models
 from workers.context import Context, current
+from workers.senders import Outgoing, SendResult, sender_for
 
 log = logging.getLogger("aduan.replies")
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    delivery_id: int
-    channel: str
-    to: str
-    body: str
-    subject: str | None
-    in_reply_to: str | None
-    language: str
-
-
-@dataclass(frozen=True)
-class SendResult:
-    status: str  # sent, outbox, failed
-    provider: str | None = None
-    provider_id: str | None = None
-    error: str | None = None
-
-
-class Sender(Protocol):
-    def send(self, message: Outgoing) -> SendResult: ...
-
-
-class OutboxSender:
-    """No provider configured: the reply is kept for operators to see, not sent."""
-
-    def send(self, message: Outgoing) -> SendResult:
-        return SendResult(status="outbox", provider="outbox")
-
-
-def sender_for(context: Context, channel: str) -> Sender:
-    del context, channel  # providers plug in here as their channels arrive
-    return OutboxSender()
 
 
 def enqueue_deliveries(context: Context, ids: Iterable[int]) -> None:
@@ -115,6 +81,9 @@ def _send_one(context: Context, delivery_id: int) -> str:
                 delivery.subject,
                 delivery.in_reply_to,
                 delivery.language,
+                case_id=delivery.case_id,
+                reporter_id=delivery.reporter_id,
+                kind=delivery.kind,
             )
     if outgoing is None:
         result = SendResult(status="failed", error="no address to reply to")

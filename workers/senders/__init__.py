@@ -1,0 +1,60 @@
+"""Outbound senders by reply channel. A provider module registers a factory here; when
+its factory returns None (no credentials configured) the reply goes to the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from workers.context import Context
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    delivery_id: int
+    channel: str
+    to: str
+    body: str
+    subject: str | None
+    in_reply_to: str | None
+    language: str
+    case_id: int | None = None
+    reporter_id: int | None = None
+    kind: str = "reply"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: str  # sent, outbox, failed (permanent), queued (try again later)
+    provider: str | None = None
+    provider_id: str | None = None
+    error: str | None = None
+
+
+class Sender(Protocol):
+    def send(self, message: Outgoing) -> SendResult: ...
+
+
+class OutboxSender:
+    """No provider configured: the reply is kept for operators to see, not sent."""
+
+    def send(self, message: Outgoing) -> SendResult:
+        return SendResult(status="outbox", provider="outbox")
+
+
+SenderFactory = Callable[["Context"], "Sender | None"]
+_FACTORIES: dict[str, list[SenderFactory]] = {}
+
+
+def register(channel: str, factory: SenderFactory) -> None:
+    _FACTORIES.setdefault(channel, []).append(factory)
+
+
+def sender_for(context: Context, channel: str) -> Sender:
+    for factory in _FACTORIES.get(channel, []):
+        sender = factory(context)
+        if sender is not None:
+            return sender
+    return OutboxSender()

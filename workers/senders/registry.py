@@ -1,0 +1,1 @@
+"""One line per provider sender: importing this module registers them all."""
