@@ -120,15 +120,18 @@ class Intake:
         self.batcher = _Batcher(self.queue)
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen())
 
     async def close(self) -> None:
+        self._closing = True
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            # redis-py may turn a cancellation inside a read into a connection error.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._listener, 5)
         await self.redis.aclose()
         self.sync_redis.close()
 
@@ -136,18 +139,20 @@ class Intake:
         """One subscription per process carries every store result to whoever waits."""
         while True:
             try:
-                pubsub = self.redis.pubsub()
-                await pubsub.subscribe(RESULTS_CHANNEL)
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    outcome = json.loads(message["data"])
-                    for future in self._waiters.pop(outcome.get("key", ""), []):
-                        if not future.done():
-                            future.set_result(outcome)
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(RESULTS_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        outcome = json.loads(message["data"])
+                        for future in self._waiters.pop(outcome.get("key", ""), []):
+                            if not future.done():
+                                future.set_result(outcome)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self._closing:
+                    return
                 log.warning("result subscription lost; reconnecting", exc_info=True)
                 await asyncio.sleep(0.5)
 

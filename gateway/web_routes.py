@@ -200,7 +200,7 @@ async def api_status(request: web.Request) -> web.Response:
 
 def _form_values(raw: RawRequest | None) -> Mapping[str, str | None]:
     if raw is None:
-        return {}
+        raw = RawRequest(method="GET", url="/", headers={})
     return {
         key: raw.field(key)
         for key in ("text", "topic", "name", "phone", "email", "address", "lat", "lon")
@@ -213,7 +213,7 @@ async def form_page(request: web.Request) -> web.Response:
         request,
         "form.html",
         topics=services.taxonomy.topics,
-        values={},
+        values=_form_values(None),
         error=None,
         form_token=secrets.token_urlsafe(24),
     )
