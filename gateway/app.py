@@ -19,7 +19,9 @@ import channels.registry  # noqa: F401 - registers the channel adapters
 from channels.base import ChannelError
 from config.data import Replies, load_replies, load_taxonomy
 from config.settings import Settings
+from gateway import metrics
 from gateway.intake import Intake
+from gateway.spool import Spool
 from normalizer import Rules
 from normalizer.topics import Taxonomy
 from workers.crypto import Crypto
@@ -69,7 +71,7 @@ def build_services(settings: Settings, redis_url: str) -> Services:
         taxonomy=taxonomy,
         replies=load_replies(settings.replies_file),
         rules=rules,
-        intake=Intake(redis_url, rules, settings.queue_name),
+        intake=Intake(redis_url, rules, settings.queue_name, Spool(settings.data_dir / "spool")),
         engine=engine,
         sessions=session_factory(engine),
         crypto=Crypto(settings.encryption_keys, settings.secret_key),
@@ -149,11 +151,35 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
+    spool = services.intake.spool
+    depth = await asyncio.to_thread(spool.depth) if spool is not None else 0
     return web.Response(
         status=200 if ready else 503,
-        text=json.dumps({"ready": ready, "checks": checks}),
+        text=json.dumps({"ready": ready, "checks": checks, "spool_depth": depth}),
         content_type="application/json",
     )
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from rq.registry import FailedJobRegistry
+
+    intake = request.app[SERVICES].intake
+    if intake.spool is not None:
+        metrics.SPOOL_DEPTH.set(await asyncio.to_thread(intake.spool.depth))
+
+    def queue_figures() -> tuple[int, int]:
+        registry = FailedJobRegistry(queue=intake.queue)
+        return intake.queue.count, registry.count
+
+    try:
+        depth, failed = await asyncio.to_thread(queue_figures)
+        metrics.QUEUE_DEPTH.set(depth)
+        metrics.FAILED_JOBS.set(failed)
+    except Exception:  # Redis down: the spool gauge above still tells the story
+        log.warning("queue figures unavailable for /metrics")
+    body = generate_latest(metrics.REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def create_app(services: Services) -> web.Application:
@@ -175,6 +201,7 @@ def create_app(services: Services) -> web.Application:
     app.on_cleanup.append(on_cleanup)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
     web_routes.setup(app)
     app.router.add_static("/static", str(resources.files("gateway").joinpath("static")))
     return app

@@ -26,6 +26,8 @@ from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 from channels.base import ChannelError, InboundMessage
+from gateway import metrics
+from gateway.spool import Spool
 from normalizer import Complaint, InvalidContact, Rules, normalize
 from workers.context import RESULTS_CHANNEL, result_key
 
@@ -51,6 +53,7 @@ class IntakeResult:
     complaint: Complaint
     duplicate: bool
     outcome: dict[str, Any] | None  # the store job's answer, when we waited for it
+    spooled: bool = False
 
     @property
     def ticket(self) -> str | None:
@@ -112,10 +115,17 @@ class _Batcher:
 
 
 class Intake:
-    def __init__(self, redis_url: str, rules: Rules, queue_name: str) -> None:
+    def __init__(
+        self, redis_url: str, rules: Rules, queue_name: str, spool: Spool | None = None
+    ) -> None:
         self.rules = rules
-        self.redis = aioredis.Redis.from_url(redis_url)
-        self.sync_redis = redis.Redis.from_url(redis_url)
+        self.spool = spool
+        self._drainer: asyncio.Task[None] | None = None
+        timeouts: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 10}
+        self.redis = aioredis.Redis.from_url(redis_url, **timeouts)
+        self.sync_redis = redis.Redis.from_url(redis_url, **timeouts)
+        # The subscription waits for results indefinitely: no read timeout on it.
+        self._pubsub_redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
         self.queue = Queue(queue_name, connection=self.sync_redis, serializer=JSONSerializer)
         self.batcher = _Batcher(self.queue)
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
@@ -124,22 +134,29 @@ class Intake:
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen())
+        if self.spool is not None:
+            self._drainer = asyncio.create_task(self._drain_forever())
 
     async def close(self) -> None:
         self._closing = True
+        if self._drainer is not None:
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
         if self._listener is not None:
             self._listener.cancel()
             # redis-py may turn a cancellation inside a read into a connection error.
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._listener, 5)
         await self.redis.aclose()
+        await self._pubsub_redis.aclose()
         self.sync_redis.close()
 
     async def _listen(self) -> None:
         """One subscription per process carries every store result to whoever waits."""
         while True:
             try:
-                async with self.redis.pubsub() as pubsub:
+                async with self._pubsub_redis.pubsub() as pubsub:
                     await pubsub.subscribe(RESULTS_CHANNEL)
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
@@ -178,22 +195,39 @@ class Intake:
     async def _submit_one(
         self, complaint: Complaint, wait: float | None, content_check: bool
     ) -> IntakeResult:
+        started = time.perf_counter()
         key = complaint.idempotency_key
         digest = hashlib.sha256(
             json.dumps([complaint.text, complaint.reporter.address, complaint.topic]).encode()
         ).hexdigest()[:16]
         future = self._register(key) if wait else None
         try:
-            duplicate = await self._claim_and_enqueue(complaint, digest, content_check)
+            state = await self._claim_and_enqueue(complaint, digest, content_check)
+            metrics.INTAKE.labels(complaint.channel, state).inc()
+            metrics.ACK_SECONDS.labels(complaint.channel).observe(time.perf_counter() - started)
             outcome = None
-            if future is not None and wait:
+            if future is not None and wait and state != "spooled":
                 outcome = await self._await_result(key, future, wait)
-            return IntakeResult(key, complaint, duplicate, outcome)
+            return IntakeResult(key, complaint, state == "duplicate", outcome, state == "spooled")
         finally:
             if future is not None:
                 self._unregister(key, future)
 
     async def _claim_and_enqueue(
+        self, complaint: Complaint, digest: str, content_check: bool
+    ) -> str:
+        try:
+            duplicate = await self._claim_and_enqueue_to_redis(complaint, digest, content_check)
+            return "duplicate" if duplicate else "queued"
+        except QueueUnavailable:
+            if self.spool is None:
+                raise
+            # Redis is down: keep the complaint on local disk, acknowledge, drain later.
+            await asyncio.to_thread(self.spool.write, complaint.to_dict())
+            log.warning("queue unavailable; complaint spooled to disk")
+            return "spooled"
+
+    async def _claim_and_enqueue_to_redis(
         self, complaint: Complaint, digest: str, content_check: bool
     ) -> bool:
         key = complaint.idempotency_key
@@ -216,7 +250,10 @@ class Intake:
                 with contextlib.suppress(redis.RedisError):
                     await self.redis.set(claim, f"queued:{digest}", ex=CLAIM_SECONDS)
                 return False
-            current = await self.redis.get(claim)
+            try:
+                current = await self.redis.get(claim)
+            except redis.RedisError as exc:
+                raise QueueUnavailable(str(exc)) from exc
             if current is None:
                 continue  # the first copy gave up; try to take it over
             text = current.decode() if isinstance(current, bytes) else str(current)
@@ -232,6 +269,33 @@ class Intake:
                 return True
             # The first copy is being enqueued right now: acknowledge only once it is.
             await asyncio.sleep(0.02)
+
+    async def drain_spool(self, limit: int = 500) -> int:
+        """Move spooled complaints into the queue; returns how many were moved."""
+        if self.spool is None:
+            return 0
+        paths = await asyncio.to_thread(self.spool.pending, limit)
+        if not paths:
+            return 0
+        loaded = [(p, await asyncio.to_thread(self.spool.read, p)) for p in paths]
+        batch = [(p, c) for p, c in loaded if c is not None]
+        if batch:
+            await asyncio.to_thread(self.batcher._enqueue_sync, [c for _, c in batch])
+            pipe = self.redis.pipeline(transaction=False)
+            for _, complaint in batch:
+                pipe.set(claim_key(complaint["idempotency_key"]), "queued:spool", ex=CLAIM_SECONDS)
+            await pipe.execute()
+        await asyncio.to_thread(self.spool.remove, [p for p, _ in batch])
+        log.info("drained %d spooled complaint(s) into the queue", len(batch))
+        return len(batch)
+
+    async def _drain_forever(self) -> None:
+        while True:
+            try:
+                moved = await self.drain_spool()
+            except (redis.RedisError, OSError):
+                moved = 0
+            await asyncio.sleep(0.05 if moved else 1.0)
 
     def _register(self, key: str) -> asyncio.Future[dict[str, Any]]:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
