@@ -21,12 +21,20 @@ CHANNELS: tuple[str, ...] = ("sms", "whatsapp", "email", "web", "api")
 class ChannelError(Exception):
     """Input a provider or a person sent that we refuse, with the HTTP status to answer."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.retry_after = retry_after
 
     def as_json(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}

@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from config.limits import DEFAULT_LIMITS, Limit, parse_limits
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the key."""
@@ -83,6 +85,8 @@ class Settings:
     log_level: str
     topics_file: Path | None
     replies_file: Path | None
+    # Rate limits
+    rate_limits: dict[str, Limit]
 
     @property
     def effective_database_url(self) -> str:
@@ -254,4 +258,6 @@ def load_settings(
         log_level=level,
         topics_file=Path(topics_file) if topics_file else None,
         replies_file=Path(replies_file) if replies_file else None,
+        # Rate limits
+        rate_limits=parse_limits(get("ADUAN_RATE_LIMITS", DEFAULT_LIMITS) or ""),
     )

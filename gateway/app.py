@@ -71,7 +71,13 @@ def build_services(settings: Settings, redis_url: str) -> Services:
         taxonomy=taxonomy,
         replies=load_replies(settings.replies_file),
         rules=rules,
-        intake=Intake(redis_url, rules, settings.queue_name, Spool(settings.data_dir / "spool")),
+        intake=Intake(
+            redis_url,
+            rules,
+            settings.queue_name,
+            Spool(settings.data_dir / "spool"),
+            settings.rate_limits,
+        ),
         engine=engine,
         sessions=session_factory(engine),
         crypto=Crypto(settings.encryption_keys, settings.secret_key),
@@ -94,9 +100,15 @@ async def errors_middleware(
     try:
         return await handler(request)
     except ChannelError as exc:
+        if 400 <= exc.status < 500:
+            metrics.REJECTED.labels(request.path.split("/")[1] or "form", str(exc.status)).inc()
         if wants_json(request):
-            return json_error(exc.status, exc.code, exc.message, exc.field)
-        return web.Response(status=exc.status, text=exc.message)
+            response = json_error(exc.status, exc.code, exc.message, exc.field)
+        else:
+            response = web.Response(status=exc.status, text=exc.message)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except web.HTTPRequestEntityTooLarge:
         return json_error(413, "too_large", "The request body is too large.")
     except web.HTTPException as exc:

@@ -26,7 +26,9 @@ from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 from channels.base import ChannelError, InboundMessage
+from config.limits import Limit
 from gateway import metrics
+from gateway.ratelimit import RateLimiter
 from gateway.spool import Spool
 from normalizer import Complaint, InvalidContact, Rules, normalize
 from workers.context import RESULTS_CHANNEL, result_key
@@ -116,7 +118,12 @@ class _Batcher:
 
 class Intake:
     def __init__(
-        self, redis_url: str, rules: Rules, queue_name: str, spool: Spool | None = None
+        self,
+        redis_url: str,
+        rules: Rules,
+        queue_name: str,
+        spool: Spool | None = None,
+        limits: dict[str, Limit] | None = None,
     ) -> None:
         self.rules = rules
         self.spool = spool
@@ -126,6 +133,7 @@ class Intake:
         self.sync_redis = redis.Redis.from_url(redis_url, **timeouts)
         # The subscription waits for results indefinitely: no read timeout on it.
         self._pubsub_redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+        self.limiter = RateLimiter(self.redis, limits or {})
         self.queue = Queue(queue_name, connection=self.sync_redis, serializer=JSONSerializer)
         self.batcher = _Batcher(self.queue)
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
@@ -200,6 +208,7 @@ class Intake:
         digest = hashlib.sha256(
             json.dumps([complaint.text, complaint.reporter.address, complaint.topic]).encode()
         ).hexdigest()[:16]
+        await self._check_sender_limit(complaint)
         future = self._register(key) if wait else None
         try:
             state = await self._claim_and_enqueue(complaint, digest, content_check)
@@ -212,6 +221,34 @@ class Intake:
         finally:
             if future is not None:
                 self._unregister(key, future)
+
+    async def check_ip_limit(self, remote: str | None) -> None:
+        verdict = await self.limiter.hit("ip", remote or "unknown")
+        if not verdict.allowed:
+            raise ChannelError(
+                429,
+                "rate_limited",
+                f"Too many requests from this address; try again in {verdict.retry_after} s.",
+                retry_after=verdict.retry_after,
+            )
+
+    async def _check_sender_limit(self, complaint: Complaint) -> None:
+        address = complaint.reporter.address
+        if address is None:
+            return
+        try:
+            if await self.redis.exists(claim_key(complaint.idempotency_key)):
+                return  # a provider's retry of a message we have: never count it twice
+        except redis.RedisError:
+            return
+        verdict = await self.limiter.hit(complaint.channel, address)
+        if not verdict.allowed:
+            raise ChannelError(
+                429,
+                "rate_limited",
+                f"Too many messages from this sender; try again in {verdict.retry_after} s.",
+                retry_after=verdict.retry_after,
+            )
 
     async def _claim_and_enqueue(
         self, complaint: Complaint, digest: str, content_check: bool

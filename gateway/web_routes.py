@@ -128,6 +128,7 @@ def _track_url(services: Services, ticket_or_ref: str) -> str:
 
 async def _submit(request: web.Request, raw: RawRequest) -> IntakeResult:
     services = request.app[SERVICES]
+    await services.intake.check_ip_limit(request.remote)
     messages = adapter("web").parse(raw)
     topic_hint = messages[0].topic_hint
     if topic_hint is not None and topic_hint not in services.taxonomy.codes:
