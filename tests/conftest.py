@@ -35,6 +35,19 @@ OWNER_KEY = "aduan-tests:owner"
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+def _owner_gone(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _redis_answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
@@ -45,17 +58,22 @@ def _redis_answers(url: str) -> bool:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _redis_answers("redis://127.0.0.1:6379/0"):
-        marker = f"{os.getpid()}-{secrets.token_hex(4)}"
+        marker = f"{socket.gethostname()}:{os.getpid()}"
         for db in range(10, 16):
             url = f"redis://127.0.0.1:6379/{db}"
             client = redis.Redis.from_url(url)
-            if client.dbsize() == 0 or client.get(OWNER_KEY) is not None:
+            owner = client.get(OWNER_KEY)
+            # Take an empty database, or one left by a test session that has ended;
+            # never one another running session (or anyone else) is using.
+            if client.dbsize() == 0 or (owner is not None and _owner_gone(owner.decode())):
+                if not client.set(OWNER_KEY, marker, nx=client.dbsize() == 0):
+                    continue
                 client.flushdb()
                 client.set(OWNER_KEY, marker)
                 yield url
                 client.flushdb()
                 return
-        pytest.exit("Redis on 127.0.0.1:6379 has no empty database 10-15 for the tests.")
+        pytest.exit("Redis on 127.0.0.1:6379 has no free database 10-15 for the tests.")
     embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"), fsync="no").start()
     try:
         yield embedded.url

@@ -98,6 +98,7 @@ def test_serve_runs_everything_from_one_command_and_stops_cleanly_on_ctrl_c(
     # What was acknowledged survives a restart.
     port = free_port()
     env["ADUAN_HTTP_PORT"] = str(port)
+    env["ADUAN_SMTP_PORT"] = str(free_port())
     with log.open("ab") as handle:
         again = subprocess.Popen([*ADUAN, "serve"], env=env, cwd=ROOT, stdout=handle, stderr=handle)
     try:
@@ -157,7 +158,7 @@ def test_gateways_and_workers_run_apart_on_redis_and_postgresql(
             processes.append(
                 spawn(
                     ["serve", "--no-worker"],
-                    {**common, "ADUAN_HTTP_PORT": str(port)},
+                    {**common, "ADUAN_HTTP_PORT": str(port), "ADUAN_SMTP_PORT": str(free_port())},
                     tmp_path / "gw.log",
                 )
             )
