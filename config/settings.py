@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -87,6 +88,17 @@ class Settings:
     replies_file: Path | None
     # Rate limits
     rate_limits: dict[str, Limit]
+    # WhatsApp templates
+    meta_template_name: str | None
+    meta_template_language: str
+    # SMTP intake
+    smtp_tls_cert: Path | None
+    smtp_tls_key: Path | None
+    email_max_bytes: int
+    # Console
+    session_idle_minutes: int
+    sla_verify_days: int
+    timezone: str
 
     @property
     def effective_database_url(self) -> str:
@@ -222,6 +234,22 @@ def load_settings(
         )
     topics_file = get("ADUAN_TOPICS_FILE")
     replies_file = get("ADUAN_REPLIES_FILE")
+    # SMTP intake
+    tls_cert, tls_key = get("ADUAN_SMTP_TLS_CERT"), get("ADUAN_SMTP_TLS_KEY")
+    if (tls_cert is None) != (tls_key is None):
+        raise SettingsError(
+            "Settings 'ADUAN_SMTP_TLS_CERT' and 'ADUAN_SMTP_TLS_KEY' go together: "
+            "set both or neither."
+        )
+    for tls_name, tls_path in (("ADUAN_SMTP_TLS_CERT", tls_cert), ("ADUAN_SMTP_TLS_KEY", tls_key)):
+        if tls_path is not None and not Path(tls_path).is_file():
+            raise SettingsError(f"Setting '{tls_name}' names {tls_path}, which is not a file.")
+    email_max_bytes = _int(
+        "ADUAN_EMAIL_MAX_BYTES",
+        get("ADUAN_EMAIL_MAX_BYTES", str(16 * 1024 * 1024)) or "",
+        64 * 1024,
+        100 * 1024 * 1024,
+    )
     return Settings(
         data_dir=data_dir,
         http_host=http_host,
@@ -260,4 +288,55 @@ def load_settings(
         replies_file=Path(replies_file) if replies_file else None,
         # Rate limits
         rate_limits=parse_limits(get("ADUAN_RATE_LIMITS", DEFAULT_LIMITS) or ""),
+        # WhatsApp templates
+        meta_template_name=_template_name(get("ADUAN_META_TEMPLATE_NAME")),
+        meta_template_language=_template_language(
+            get("ADUAN_META_TEMPLATE_LANGUAGE", "id") or "id"
+        ),
+        # SMTP intake
+        smtp_tls_cert=Path(tls_cert) if tls_cert else None,
+        smtp_tls_key=Path(tls_key) if tls_key else None,
+        email_max_bytes=email_max_bytes,
+        # Console
+        session_idle_minutes=_int(
+            "ADUAN_SESSION_IDLE_MINUTES", get("ADUAN_SESSION_IDLE_MINUTES", "30") or "", 1, 24 * 60
+        ),
+        sla_verify_days=_int(
+            "ADUAN_SLA_VERIFY_DAYS", get("ADUAN_SLA_VERIFY_DAYS", "3") or "", 1, 60
+        ),
+        timezone=_timezone(get("ADUAN_TIMEZONE", "Asia/Jakarta") or "Asia/Jakarta"),
     )
+
+
+# WhatsApp templates
+def _template_name(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[a-z0-9_]{1,512}", value):
+        raise SettingsError(
+            "Setting 'ADUAN_META_TEMPLATE_NAME' must be a WhatsApp template name "
+            f"(lower-case letters, digits and '_'), not {value!r}."
+        )
+    return value
+
+
+def _template_language(value: str) -> str:
+    if not re.fullmatch(r"[a-z]{2,3}(_[A-Z]{2})?", value):
+        raise SettingsError(
+            "Setting 'ADUAN_META_TEMPLATE_LANGUAGE' must be a language code such as "
+            f"'id' or 'en_US', not {value!r}."
+        )
+    return value
+
+
+# Console
+def _timezone(value: str) -> str:
+    """Operators read times in the city's own zone; SLA working days are counted in it."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"Setting 'ADUAN_TIMEZONE' must be a time zone name such as 'Asia/Jakarta', "
+            f"not {value!r}."
+        ) from None
+    return value

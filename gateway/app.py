@@ -195,7 +195,7 @@ async def metrics_view(request: web.Request) -> web.Response:
 
 
 def create_app(services: Services) -> web.Application:
-    from gateway import web_routes
+    from gateway import web_routes, webhooks
 
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[security_headers, errors_middleware]
@@ -215,5 +215,9 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     web_routes.setup(app)
+    webhooks.setup(app)
+    from gateway import console
+
+    console.setup(app)
     app.router.add_static("/static", str(resources.files("gateway").joinpath("static")))
     return app

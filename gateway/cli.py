@@ -1,4 +1,4 @@
-"""`aduan`: serve, worker, db upgrade, webhooks, outbox, failed list / requeue."""
+"""`aduan`: serve, worker, db upgrade, webhooks, outbox, failed list / requeue, operator."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from config.settings import Settings, SettingsError, load_settings
+from workers.models import OPERATOR_ROLES
 
 log = logging.getLogger("aduan")
 
@@ -130,6 +131,63 @@ def cmd_failed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        raise SettingsError("The two passwords differ; nothing was changed.")
+    return first
+
+
+def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from gateway.auth import create_operator, hash_password
+    from workers import models
+    from workers.db import make_engine, session_factory, upgrade
+
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)  # `operator add` may well be the first thing run on a new machine
+    try:
+        with session_factory(engine)() as session, session.begin():
+            if args.operator_command == "list":
+                for row in session.scalars(select(models.Operator).order_by(models.Operator.id)):
+                    state = "active" if row.active else "disabled"
+                    last = f"{row.last_login_at:%Y-%m-%d %H:%M}" if row.last_login_at else "never"
+                    print(f"{row.username:24} {row.role:10} {state:8} last log-in {last}")
+                return 0
+            if args.operator_command == "add":
+                operator = create_operator(
+                    session, args.username, args.role, _read_password(args)
+                )
+                print(f"Operator {operator.username!r} added as {operator.role}.")
+                return 0
+            found = session.scalar(
+                select(models.Operator).where(models.Operator.username == args.username)
+            )
+            if found is None:
+                print(f"aduan: no operator named {args.username!r}.", file=sys.stderr)
+                return 1
+            if args.operator_command == "disable":
+                found.active = False
+                print(f"Operator {found.username!r} disabled; their sessions end now.")
+            elif args.operator_command == "enable":
+                found.active = True
+                print(f"Operator {found.username!r} enabled.")
+            else:  # password
+                found.password_hash = hash_password(_read_password(args))
+                print(f"Password of {found.username!r} changed.")
+            return 0
+    except ValueError as exc:
+        print(f"aduan: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.server import serve
 
@@ -161,6 +219,24 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.add_argument("job_ids", nargs="*")
     requeue.add_argument("--all", action="store_true")
     requeue.set_defaults(func=cmd_failed)
+    operator = sub.add_parser("operator", help="console accounts")
+    operator_sub = operator.add_subparsers(dest="operator_command", required=True)
+    add = operator_sub.add_parser("add", help="add an account (asks for its password)")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=OPERATOR_ROLES)
+    operator_sub.add_parser("list", help="list the accounts")
+    for name, text in (
+        ("disable", "stop an account from logging in"),
+        ("enable", "let a disabled account log in again"),
+        ("password", "set a new password"),
+    ):
+        action = operator_sub.add_parser(name, help=text)
+        action.add_argument("username")
+    for action in (add, operator_sub.choices["password"]):
+        action.add_argument(
+            "--password-stdin", action="store_true", help="read the password from standard input"
+        )
+    operator.set_defaults(func=cmd_operator)
     return parser
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from config.settings import Settings
 from gateway.app import build_services, create_app
 from gateway.embedded import EmbeddedRedis
+from gateway.smtp import SmtpIntake
 from workers.db import make_engine, upgrade
 
 log = logging.getLogger("aduan")
@@ -34,6 +35,7 @@ async def serve(settings: Settings, *, with_worker: bool) -> int:
     embedded: EmbeddedRedis | None = None
     worker: subprocess.Popen[bytes] | None = None
     runner: web.AppRunner | None = None
+    smtp: SmtpIntake | None = None
     try:
         redis_url = settings.redis_url
         if redis_url is None:
@@ -49,6 +51,8 @@ async def serve(settings: Settings, *, with_worker: bool) -> int:
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
+        smtp = SmtpIntake(services)
+        await smtp.start()
         _banner(settings, redis_url, embedded is not None, with_worker)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -58,6 +62,8 @@ async def serve(settings: Settings, *, with_worker: bool) -> int:
         print("\naduan: stopping…", file=sys.stderr)
         return 0
     finally:
+        if smtp is not None:
+            await smtp.stop()  # lets mails being queued finish, so none is half-taken
         if runner is not None:
             await runner.cleanup()  # stops accepting, lets in-flight requests finish
         if worker is not None and worker.poll() is None:
@@ -80,6 +86,8 @@ def _banner(settings: Settings, redis_url: str, embedded: bool, with_worker: boo
         f"  Complaint form   http://{settings.http_host}:{settings.http_port}/",
         f"  App API          POST {settings.public_url}/api/v1/complaints",
         f"  Health           {settings.public_url}/healthz",
+        f"  Email (SMTP)     {settings.smtp_host}:{settings.smtp_port} for "
+        f"{', '.join(settings.email_domains)}{' (STARTTLS)' if settings.smtp_tls_cert else ''}",
         f"  Queue            {queue}",
         f"  Case store       {store}",
         f"  Worker           {'started' if with_worker else 'not started (--no-worker)'}",
@@ -87,4 +95,15 @@ def _banner(settings: Settings, redis_url: str, embedded: bool, with_worker: boo
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)
+    if settings.insecure_webhooks:
+        bar = "!" * 72
+        print(
+            f"{bar}\n"
+            "!! WARNING: ADUAN_INSECURE_WEBHOOKS is on. Provider signatures are NOT checked:\n"
+            "!! anyone who can reach this server can post fake SMS and WhatsApp messages.\n"
+            "!! Development only. Never run a public gateway like this.\n"
+            f"{bar}",
+            file=sys.stderr,
+            flush=True,
+        )
     del redis_url

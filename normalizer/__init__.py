@@ -39,7 +39,8 @@ def normalize(message: InboundMessage, rules: Rules) -> Complaint:
         message.sender_name,
         rules.default_region,
     )
-    is_html = message.raw.get("content_type") == "text/html"
+    declared = message.raw.get("content_type")
+    is_html = {"text/html": True, "text/plain": False}.get(declared) if declared else None
     text = clean_text(message.text, is_html=is_html, strip_history=message.channel == "email")
     command, rest = parse_command(text)
     subject = clean_text(message.subject) if message.subject else None

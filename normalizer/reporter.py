@@ -19,13 +19,21 @@ class InvalidContact(ValueError):
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+\.[^@\s<>()\[\],;:\"]+$")
 
 
-def normalize_phone(value: str, region: str, field: str = "phone") -> str:
+def normalize_phone(
+    value: str, region: str, field: str = "phone", *, bare_digits_are_international: bool = True
+) -> str:
     value = value.strip()
     for scheme in ("whatsapp:", "tel:", "sms:"):
         if value.lower().startswith(scheme):
             value = value[len(scheme) :]
-    if value.isdigit() and len(value) > 9 and not value.startswith("0"):
-        # WhatsApp ids (WaId) and some providers give the number without '+'.
+    if (
+        bare_digits_are_international
+        and value.isdigit()
+        and len(value) > 9
+        and not value.startswith("0")
+    ):
+        # WhatsApp ids (WaId) and some providers give the number without '+'. A person
+        # typing "81234567890" into the web form means a local number, not Japan.
         value = "+" + value
     try:
         number = phonenumbers.parse(value, region)
@@ -52,7 +60,10 @@ def reporter_for(
 ) -> Reporter:
     name = name.strip() if name and name.strip() else None
     if channel in ("sms", "whatsapp"):
-        return Reporter(kind="phone", address=normalize_phone(sender, region, "From"), name=name)
+        address = normalize_phone(
+            sender, region, "From", bare_digits_are_international=channel == "whatsapp"
+        )
+        return Reporter(kind="phone", address=address, name=name)
     if channel == "email":
         return Reporter(kind="email", address=normalize_email(sender, "From"), name=name)
     # The web form and the app: a phone, an email, both or neither.
@@ -63,7 +74,7 @@ def reporter_for(
         if "@" in value:
             email = normalize_email(value)
         else:
-            phone = normalize_phone(value, region)
+            phone = normalize_phone(value, region, bare_digits_are_international=False)
     if phone:
         return Reporter(kind="phone", address=phone, name=name, email=email)
     if email:

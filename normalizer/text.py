@@ -54,9 +54,11 @@ def strip_quoted(text: str) -> str:
     return "\n".join(kept)
 
 
-def clean_text(text: str, *, is_html: bool = False, strip_history: bool = False) -> str:
+def clean_text(text: str, *, is_html: bool | None = None, strip_history: bool = False) -> str:
+    """`is_html` None: decide by looking. A mail says what its body is, and a plain one
+    often holds `<https://…>` or `<name@host>` that must not be taken for tags."""
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    if is_html or _HAS_TAG.search(text):
+    if is_html or (is_html is None and _HAS_TAG.search(text)):
         text = html_to_text(text)
     if strip_history:
         text = strip_quoted(text)

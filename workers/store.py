@@ -11,26 +11,33 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from normalizer.complaint import Complaint
 from normalizer.tickets import format_ticket, parse_ticket
 from workers import models
 from workers.context import RESULTS_CHANNEL, Context, current, result_key
 from workers.crypto import new_receipt
+from workers.senders.smtp import delivery_of
 
 log = logging.getLogger("aduan.store")
 
 REPLY_CHANNEL = {"sms": "sms", "whatsapp": "whatsapp", "email": "email"}
 RESULT_TTL_SECONDS = 7 * 24 * 3600
+# `raw["intake"]` of a message that is kept for operators but is not a complaint: a mail
+# that could not be read, a delivery report. It gets no case, no reporter, no reply.
+KEPT_WITHOUT_CASE = ("unparsed", "report")
+# However a loop starts (two auto-responders answering each other), it ends here.
+AUTO_REPLY_CAP = 5
+AUTO_REPLY_WINDOW = timedelta(hours=1)
 
 
 @dataclass
@@ -38,7 +45,7 @@ class Outcome:
     key: str
     ticket: str | None
     status: str | None
-    outcome: str  # new, followup, duplicate, status, not_found, stop
+    outcome: str  # new, followup, duplicate, status, not_found, stop, unparsed, report
     case_id: int | None
     receipt: str | None = None
     deliveries: tuple[int, ...] = ()
@@ -66,6 +73,9 @@ def store_complaints(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from workers.replies import enqueue_deliveries
 
         enqueue_deliveries(context, deliveries)
+    from workers.media import enqueue_media
+
+    enqueue_media(context, complaints)  # provider links to photos: fetch them while they last
     return [o.public() for o in outcomes]
 
 
@@ -188,15 +198,15 @@ def _next_ticket(context: Context, session: Session, year: int, confidential: bo
 def _message(
     context: Context,
     complaint: Complaint,
-    reporter: models.Reporter,
+    reporter: models.Reporter | None,
     case: models.Case | None,
     kind: str,
 ) -> models.Message:
-    sealed = complaint.confidential or reporter.confidential
+    sealed = complaint.confidential or (reporter is not None and reporter.confidential)
     message = models.Message(
         idempotency_key=complaint.idempotency_key,
         case_id=case.id if case else None,
-        reporter_id=reporter.id,
+        reporter_id=reporter.id if reporter else None,
         direction="in",
         channel=complaint.channel,
         provider=complaint.provider,
@@ -251,10 +261,12 @@ def _delivery(
     body = replies.render(complaint.language, kind, **values)
     sealed = "receipt" in values
     subject = None
+    held = None
     if channel == "email":
         subject = replies.render(
             complaint.language, "email_subject", ticket=values.get("ticket", "")
         )
+        held = _no_auto_reply(context, complaint, reporter)
     return models.Delivery(
         dedupe_key=f"{complaint.idempotency_key}:{kind}",
         case_id=case.id if case else None,
@@ -266,11 +278,49 @@ def _delivery(
         body=context.crypto.seal(body) if sealed else body,
         sealed=sealed,
         in_reply_to=complaint.raw.get("message_id") if isinstance(complaint.raw, dict) else None,
-        status="queued",
+        status="queued" if held is None else "suppressed",
+        error=held,
     )
 
 
+def _no_auto_reply(context: Context, complaint: Complaint, reporter: models.Reporter) -> str | None:
+    """Why an email answer must not go out (RFC 3834, loops), or None when it may."""
+    if complaint.channel == "email":
+        reason = complaint.raw.get("no_autoreply") if isinstance(complaint.raw, dict) else None
+        if reason:
+            return str(reason)
+    if (complaint.reporter.address or "").lower() == context.settings.email_from.lower():
+        return "sent from our own address"
+    session = object_session(reporter)
+    if session is None or reporter.address_hash is None:
+        return None
+    # Per address, across the person's open and confidential reporter rows.
+    recent = session.scalar(
+        select(func.count(models.Delivery.id))
+        .join(models.Reporter, models.Reporter.id == models.Delivery.reporter_id)
+        .where(
+            models.Reporter.address_hash == reporter.address_hash,
+            models.Delivery.channel == "email",
+            models.Delivery.status != "suppressed",
+            models.Delivery.created_at >= datetime.now(UTC) - AUTO_REPLY_WINDOW,
+        )
+    )
+    if (recent or 0) >= AUTO_REPLY_CAP:
+        return f"auto-reply cap: {AUTO_REPLY_CAP} per address per hour"
+    return None
+
+
 def _create(context: Context, session: Session, complaint: Complaint) -> Outcome:
+    intake = complaint.raw.get("intake") if isinstance(complaint.raw, dict) else None
+    if intake in KEPT_WITHOUT_CASE:
+        return _keep_without_case(context, session, complaint, str(intake))
+    referenced = None
+    if complaint.command is None:
+        referenced = _referenced_case(context, session, complaint)
+        if referenced is not None and referenced.confidential and not complaint.confidential:
+            # A message in a confidential case's thread is as confidential as the case: a
+            # reply saying only "photo attached" must not put the reporter in plain text.
+            complaint = replace(complaint, confidential=True)
     reporter = _reporter(context, session, complaint)
     if complaint.command == "status":
         return _status_request(context, session, complaint, reporter)
@@ -279,7 +329,7 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
         session.add(_message(context, complaint, reporter, None, "stop"))
         return Outcome(complaint.idempotency_key, None, None, "stop", None)
 
-    followed = _followed_case(session, complaint, reporter)
+    followed = _followed_case(referenced, reporter)
     if followed is not None:
         session.add(_message(context, complaint, reporter, followed, "followup"))
         followed.updated_at = datetime.now(UTC)
@@ -311,8 +361,15 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
     )
     session.add(case)
     session.flush()
+    # Someone else's ticket or thread: a case of its own, noted for operators. Never when
+    # either case is confidential: the note would tie a confidential report to a person.
+    note = None
+    if referenced is not None and not (referenced.confidential or complaint.confidential):
+        note = f"Refers to {referenced.ticket}"
     session.add(
-        models.StatusEvent(case_id=case.id, actor="system", from_status=None, to_status="received")
+        models.StatusEvent(
+            case_id=case.id, actor="system", from_status=None, to_status="received", note=note
+        )
     )
     session.add(_message(context, complaint, reporter, case, "complaint"))
     values = {"ticket": ticket}
@@ -341,7 +398,7 @@ def _finish(
     if delivery is not None:
         session.add(delivery)
         session.flush()
-        ids = (delivery.id,)
+        ids = (delivery.id,) if delivery.status == "queued" else ()
     else:
         session.flush()
     log.info(
@@ -352,16 +409,45 @@ def _finish(
     )
 
 
-def _followed_case(
-    session: Session, complaint: Complaint, reporter: models.Reporter
+def _referenced_case(
+    context: Context, session: Session, complaint: Complaint
 ) -> models.Case | None:
-    """A message that names one of this reporter's cases is a follow-up to it."""
-    if not complaint.ticket_ref or not complaint.ticket_ref_valid or reporter.address_hash is None:
-        return None
-    case = session.scalar(select(models.Case).where(models.Case.ticket == complaint.ticket_ref))
-    if case is None or case.reporter_id != reporter.id:
+    """The case a message points at: a reply to one of our messages about it (email
+    In-Reply-To/References), or else its ticket number in the text or subject."""
+    if complaint.reply_to:
+        refs = list(complaint.reply_to)
+        ours = [d for d in (delivery_of(context.settings, r) for r in refs) if d is not None]
+        case_id = session.scalar(
+            select(models.Delivery.case_id)
+            .where(
+                models.Delivery.channel == complaint.channel,
+                models.Delivery.case_id.is_not(None),
+                or_(models.Delivery.provider_id.in_(refs), models.Delivery.id.in_(ours)),
+            )
+            .order_by(models.Delivery.id.desc())
+            .limit(1)
+        )
+        if case_id is not None:
+            return session.get(models.Case, case_id)
+    if complaint.ticket_ref and complaint.ticket_ref_valid:
+        return session.scalar(select(models.Case).where(models.Case.ticket == complaint.ticket_ref))
+    return None
+
+
+def _followed_case(case: models.Case | None, reporter: models.Reporter) -> models.Case | None:
+    """A message that points at one of this reporter's own cases is a follow-up to it."""
+    if case is None or reporter.address_hash is None or case.reporter_id != reporter.id:
         return None
     return case
+
+
+def _keep_without_case(
+    context: Context, session: Session, complaint: Complaint, kind: str
+) -> Outcome:
+    session.add(_message(context, complaint, None, None, kind))
+    session.flush()
+    log.info("kept %s message as %s, without a case", complaint.channel, kind)
+    return Outcome(complaint.idempotency_key, None, None, kind, None)
 
 
 def _status_request(
@@ -399,7 +485,7 @@ def _status_request(
     if delivery is not None:
         session.add(delivery)
         session.flush()
-        ids = (delivery.id,)
+        ids = (delivery.id,) if delivery.status == "queued" else ()
     return Outcome(
         complaint.idempotency_key,
         visible.ticket if visible else None,

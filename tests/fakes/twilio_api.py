@@ -1,0 +1,75 @@
+"""A fake Twilio REST API: sends messages (records them) and serves message media."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from tests.fakes.server import FakeServer, Recorded
+
+
+@dataclass
+class FakeTwilio(FakeServer):
+    account_sid: str = "AC" + "0" * 32
+    auth_token: str = "fake-twilio-auth-token"
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+
+    def media_url(self, message_sid: str, media_sid: str) -> str:
+        account = f"{self.url}/2010-04-01/Accounts/{self.account_sid}"
+        return f"{account}/Messages/{message_sid}/Media/{media_sid}"
+
+    def sent(self) -> list[dict[str, str]]:
+        """The messages aduan asked Twilio to send, as form fields."""
+        return [r.form for r in self.received("POST", "/Messages.json")]
+
+    def media_requests(self) -> list[Recorded]:
+        return self.received("GET", "/Media/") + self.received("GET", "/storage/")
+
+    def _authorised(self, request: web.Request) -> bool:
+        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        return request.headers.get("Authorization") == f"Basic {expected}"
+
+    def routes(self, app: web.Application) -> None:
+        async def create_message(request: web.Request) -> web.Response:
+            if not self._authorised(request) or request.match_info["sid"] != self.account_sid:
+                return web.json_response(
+                    {"code": 20003, "message": "Authenticate", "status": 401}, status=401
+                )
+            form = await request.post()
+            sid = "SM" + secrets.token_hex(16)
+            return web.json_response(
+                {
+                    "sid": sid,
+                    "account_sid": self.account_sid,
+                    "status": "queued",
+                    "to": form.get("To"),
+                    "from": form.get("From"),
+                    "body": form.get("Body"),
+                    "num_segments": "1",
+                    "direction": "outbound-api",
+                    "api_version": "2010-04-01",
+                },
+                status=201,
+            )
+
+        async def media(request: web.Request) -> web.Response:
+            if not self._authorised(request):
+                return web.Response(status=401)
+            media_sid = request.match_info["media"]
+            if media_sid not in self.media:
+                return web.Response(status=404)
+            # Twilio redirects to short-lived storage, which refuses a second credential.
+            raise web.HTTPTemporaryRedirect(f"/storage/{media_sid}")
+
+        async def storage(request: web.Request) -> web.Response:
+            if "Authorization" in request.headers:
+                return web.Response(status=400, text="Only one auth mechanism allowed")
+            data, content_type = self.media[request.match_info["media"]]
+            return web.Response(body=data, content_type=content_type)
+
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", create_message)
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages/{message}/Media/{media}", media)
+        app.router.add_get("/storage/{media}", storage)

@@ -1,0 +1,211 @@
+"""Replies through the WhatsApp Cloud API, and the choice of provider for WhatsApp replies.
+
+Free text is allowed only within 24 hours of the reporter's last message (the customer
+service window); outside it, a notification goes out as the approved template named by
+ADUAN_META_TEMPLATE_NAME, whose body has one variable ({{1}}) that carries the reply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from workers import models
+from workers.senders import Outgoing, Sender, SendResult, register
+from workers.senders.twilio import TwilioSender
+
+if TYPE_CHECKING:
+    from workers.context import Context
+
+log = logging.getLogger("aduan.senders.meta")
+
+GRAPH_VERSION = "v23.0"
+SERVICE_WINDOW = timedelta(hours=24)
+OUTSIDE_WINDOW_ERRORS = frozenset({131047})  # "Re-engagement message": the window is closed
+TIMEOUT_SECONDS = 20
+
+
+class GraphUnavailable(Exception):
+    """The Graph API did not answer usefully this time: try again later."""
+
+
+class GraphRefusal(Exception):
+    """The Graph API refused the request (4xx): sending it again will not help."""
+
+    def __init__(self, status: int, code: int | None) -> None:
+        super().__init__(status, code)
+        self.status = status
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"meta {self.code if self.code is not None else '?'} (HTTP {self.status})"
+
+
+def graph_call(
+    url: str, token: str, payload: dict[str, Any] | None = None, timeout: float = TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    """One Graph API call: the JSON answer, GraphRefusal (4xx) or GraphUnavailable."""
+    if not url.startswith(("https://", "http://")):
+        raise GraphRefusal(0, None)
+    data = None if payload is None else json.dumps(payload).encode()
+    method = "GET" if data is None else "POST"
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
+    request.add_unredirected_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            answer = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        code = _error_code(exc)
+        if exc.code in (408, 429) or exc.code >= 500:
+            raise GraphUnavailable(f"HTTP {exc.code}") from None
+        raise GraphRefusal(exc.code, code) from None
+    except (OSError, ValueError) as exc:
+        raise GraphUnavailable(type(exc).__name__) from None
+    return answer if isinstance(answer, dict) else {}
+
+
+def _error_code(exc: urllib.error.HTTPError) -> int | None:
+    try:
+        error = json.loads(exc.read() or b"{}").get("error", {})
+        return int(error["code"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
+class LastInbound:
+    provider: str
+    received_at: datetime
+
+
+def last_inbound(context: Context, reporter_id: int | None) -> LastInbound | None:
+    """The reporter's latest WhatsApp message to us, through whichever provider."""
+    if reporter_id is None:
+        return None
+    with context.sessions() as session:
+        row = session.execute(
+            select(models.Message.provider, models.Message.received_at)
+            .where(
+                models.Message.reporter_id == reporter_id,
+                models.Message.direction == "in",
+                models.Message.channel == "whatsapp",
+            )
+            .order_by(models.Message.received_at.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return None
+    received = row.received_at
+    if received.tzinfo is None:  # SQLite keeps no offset; aduan stores UTC
+        received = received.replace(tzinfo=UTC)
+    return LastInbound(row.provider, received)
+
+
+class MetaSender:
+    def __init__(self, context: Context) -> None:
+        settings = context.settings
+        assert settings.meta_access_token and settings.meta_phone_number_id
+        self.context = context
+        self.token = settings.meta_access_token
+        self.url = (
+            f"{settings.meta_graph_url}/{GRAPH_VERSION}/{settings.meta_phone_number_id}/messages"
+        )
+        self.template = settings.meta_template_name
+        self.template_language = settings.meta_template_language
+
+    @classmethod
+    def create(cls, context: Context) -> MetaSender | None:
+        settings = context.settings
+        if not (settings.meta_access_token and settings.meta_phone_number_id):
+            return None
+        return cls(context)
+
+    def send(self, message: Outgoing, last: LastInbound | None = None) -> SendResult:
+        last = last or last_inbound(self.context, message.reporter_id)
+        window_open = last is not None and datetime.now(UTC) - last.received_at < SERVICE_WINDOW
+        to = message.to.lstrip("+")
+        if window_open:
+            try:
+                return self._post(self._text(to, message.body))
+            except GraphRefusal as refusal:
+                if refusal.code not in OUTSIDE_WINDOW_ERRORS:
+                    return SendResult(status="failed", provider="meta", error=str(refusal))
+                # Meta's clock says the window closed before ours did: use the template.
+        if not self.template:
+            return SendResult(
+                status="failed",
+                provider="meta",
+                error="the 24-hour window is closed and ADUAN_META_TEMPLATE_NAME is not set",
+            )
+        try:
+            return self._post(self._template(to, message.body))
+        except GraphRefusal as refusal:
+            return SendResult(status="failed", provider="meta", error=str(refusal))
+
+    def _post(self, payload: dict[str, Any]) -> SendResult:
+        answer = graph_call(self.url, self.token, payload)
+        sent = answer.get("messages")
+        if not isinstance(sent, list) or not sent or not isinstance(sent[0], dict):
+            raise GraphUnavailable("the answer names no message id")
+        log.info("sent a WhatsApp %s", payload["type"])
+        return SendResult(status="sent", provider="meta", provider_id=str(sent[0].get("id")))
+
+    @staticmethod
+    def _text(to: str, body: str) -> dict[str, Any]:
+        return {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": {"preview_url": False, "body": body},
+        }
+
+    def _template(self, to: str, body: str) -> dict[str, Any]:
+        # Template variables may hold no newlines, tabs or runs of spaces.
+        flat = " ".join(body.split())
+        return {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "template",
+            "template": {
+                "name": self.template,
+                "language": {"code": self.template_language},
+                "components": [{"type": "body", "parameters": [{"type": "text", "text": flat}]}],
+            },
+        }
+
+
+class WhatsAppRouter:
+    """Both providers configured: answer each reporter through the one they wrote to."""
+
+    def __init__(self, context: Context, meta: MetaSender, twilio: TwilioSender) -> None:
+        self.context = context
+        self.meta = meta
+        self.twilio = twilio
+
+    def send(self, message: Outgoing) -> SendResult:
+        last = last_inbound(self.context, message.reporter_id)
+        if last is not None and last.provider == "twilio":
+            return self.twilio.send(message)
+        return self.meta.send(message, last)
+
+
+def whatsapp_sender(context: Context) -> Sender | None:
+    meta = MetaSender.create(context)
+    twilio = TwilioSender.create(context, "whatsapp")
+    if meta is not None and twilio is not None:
+        return WhatsAppRouter(context, meta, twilio)
+    return meta or twilio
+
+
+register("whatsapp", whatsapp_sender)
