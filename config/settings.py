@@ -95,6 +95,10 @@ class Settings:
     smtp_tls_cert: Path | None
     smtp_tls_key: Path | None
     email_max_bytes: int
+    # Grouping
+    burst_seconds: int
+    incident_days: float
+    incident_distance_m: float
     # Console
     session_idle_minutes: int
     sla_verify_days: int
@@ -297,6 +301,14 @@ def load_settings(
         smtp_tls_cert=Path(tls_cert) if tls_cert else None,
         smtp_tls_key=Path(tls_key) if tls_key else None,
         email_max_bytes=email_max_bytes,
+        # Grouping
+        burst_seconds=_int(
+            "ADUAN_BURST_SECONDS", get("ADUAN_BURST_SECONDS", "180") or "", 0, 86400
+        ),
+        incident_days=_float("ADUAN_INCIDENT_DAYS", get("ADUAN_INCIDENT_DAYS", "7") or "", 0, 365),
+        incident_distance_m=_float(
+            "ADUAN_INCIDENT_DISTANCE_M", get("ADUAN_INCIDENT_DISTANCE_M", "250") or "", 1, 50_000
+        ),
         # Console
         session_idle_minutes=_int(
             "ADUAN_SESSION_IDLE_MINUTES", get("ADUAN_SESSION_IDLE_MINUTES", "30") or "", 1, 24 * 60

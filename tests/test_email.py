@@ -286,7 +286,17 @@ def test_automatic_mail_is_kept_but_never_answered(mail_stack: MailStack) -> Non
 
 def test_no_address_gets_more_than_five_auto_replies_an_hour(mail_stack: MailStack) -> None:
     sender = mail_stack.address("loop")
-    messages = [mail(sender, f"Aduan nomor {i}: jalan rusak.", f"Aduan {i}") for i in range(7)]
+    # Seven different complaints (a burst of one complaint would be one case, one reply).
+    texts = [
+        "Jalan berlubang besar di Jl. Pajajaran depan Tugu Kujang.",
+        "Sampah menumpuk di TPS Pasar Bogor, bau busuk sekali.",
+        "Lampu PJU mati di Gang Mawar, Kelurahan Tegallega, gelap tiap malam.",
+        "Banjir setinggi lutut di Jl. Semeru, got tersumbat.",
+        "Parkir liar di depan Stasiun Bogor bikin macet.",
+        "Antrean di Puskesmas Bogor Timur sangat lama, dokter tidak ada.",
+        "Sekolah SDN Polisi 1 minta uang seragam di luar ketentuan PPDB.",
+    ]
+    messages = [mail(sender, text, f"Aduan {i}") for i, text in enumerate(texts)]
     for message in messages:
         mail_stack.send(message)
     stored = [mail_stack.stored(m["Message-ID"]) for m in messages]

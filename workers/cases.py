@@ -282,6 +282,8 @@ def merge(
         .where(models.CaseLink.into_case_id == case.id)
         .values(into_case_id=target.id)
     )
+    # An automatic incident link (actor "system") gives way to the operator's merge.
+    session.execute(delete(models.CaseLink).where(models.CaseLink.case_id == case.id))
     session.add(models.CaseLink(case_id=case.id, into_case_id=target.id, actor=actor.username))
     session.add(
         models.StatusEvent(

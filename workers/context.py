@@ -30,7 +30,7 @@ class Context:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.effective_database_url)
+        return make_engine(self.settings.effective_database_url, immediate=True)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

@@ -11,7 +11,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
+    """`immediate`: SQLite transactions take the write lock when they begin, so workers
+    that read before they write (bursts, incidents) are serialised, not racing."""
     if url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url[len("postgres://") :]
     elif url.startswith("postgresql://"):
@@ -29,6 +31,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+            if immediate:
+                # Let SQLAlchemy, not the driver, begin transactions, so that they take the
+                # write lock up front: a worker reads (open cases, incidents) and then
+                # writes, and must not race another worker doing the same.
+                dbapi_connection.isolation_level = None
+
+        if immediate:
+
+            @event.listens_for(engine, "begin")
+            def _sqlite_begin(connection: Any) -> None:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -22,10 +22,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from normalizer.complaint import Complaint
+from normalizer.similarity import LinkRules
 from normalizer.tickets import format_ticket, parse_ticket
 from workers import models
 from workers.context import RESULTS_CHANNEL, Context, current, result_key
 from workers.crypto import new_receipt
+from workers.grouping import GroupingRules, link_incident, open_case_of, serialize_reporter
 from workers.senders.smtp import delivery_of
 
 log = logging.getLogger("aduan.store")
@@ -322,6 +324,7 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
             # reply saying only "photo attached" must not put the reporter in plain text.
             complaint = replace(complaint, confidential=True)
     reporter = _reporter(context, session, complaint)
+    serialize_reporter(session, reporter)
     if complaint.command == "status":
         return _status_request(context, session, complaint, reporter)
     if complaint.command == "stop":
@@ -337,6 +340,20 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
             context, complaint, reporter, followed, "received_followup", {"ticket": followed.ticket}
         )
         return _finish(session, complaint, followed, "followup", delivery, None)
+
+    rules = _grouping_rules(context)
+    grouped = open_case_of(session, reporter, complaint, rules) if referenced is None else None
+    if grouped is not None and (grouped[1] == "repeat" or complaint.channel in BURST_CHANNELS):
+        case, why = grouped
+        session.add(_message(context, complaint, reporter, case, "followup"))
+        case.updated_at = datetime.now(UTC)
+        # A burst is one complaint told in pieces: it already had its ticket reply.
+        delivery = None
+        if why == "repeat":
+            delivery = _delivery(
+                context, complaint, reporter, case, "received_followup", {"ticket": case.ticket}
+            )
+        return _finish(session, complaint, case, why, delivery, None)
 
     year = complaint.received_at.astimezone(UTC).year
     ticket = _next_ticket(context, session, year, complaint.confidential)
@@ -372,6 +389,7 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
         )
     )
     session.add(_message(context, complaint, reporter, case, "complaint"))
+    link_incident(session, case, complaint, rules)
     values = {"ticket": ticket}
     if receipt:
         values["receipt"] = receipt
@@ -384,6 +402,19 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
         values,
     )
     return _finish(session, complaint, case, "new", delivery, receipt)
+
+
+BURST_CHANNELS = ("sms", "whatsapp", "email")
+
+
+def _grouping_rules(context: Context) -> GroupingRules:
+    settings = context.settings
+    return GroupingRules(
+        burst=timedelta(seconds=settings.burst_seconds),
+        link=LinkRules(
+            max_distance_m=settings.incident_distance_m, window_days=settings.incident_days
+        ),
+    )
 
 
 def _finish(

@@ -1,0 +1,173 @@
+"""Bursts, repeats and incidents: how one problem stays one thing for operators.
+
+- A burst: the same reporter writes again within minutes ("jalan berlubang", then "di
+  Jl. Pajajaran depan Tugu Kujang", then a photo) — one case, one ticket reply.
+- A repeat: the same reporter sends the same complaint again — their existing ticket.
+- An incident: other reporters describe the same problem nearby — each keeps their own
+  case and ticket, linked (`case_links`, actor "system") to the first report, so a status
+  change there reaches every linked reporter. Confidential cases are never linked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from normalizer.complaint import Complaint
+from normalizer.similarity import (
+    IncidentCandidate,
+    LinkRules,
+    contradicts,
+    is_repeat,
+    looks_like_new_complaint,
+    same_incident,
+    similarity,
+)
+from workers import models
+
+OPEN_STATUSES = ("received", "verified", "dispatched", "in_progress")
+CANDIDATE_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class GroupingRules:
+    burst: timedelta = timedelta(minutes=3)
+    link: LinkRules = field(default_factory=LinkRules)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def serialize_reporter(session: Session, reporter: models.Reporter) -> None:
+    """Messages of one reporter are handled one at a time, whichever worker holds them.
+
+    PostgreSQL: a transaction-scoped advisory lock on the reporter. SQLite: the worker's
+    transactions begin IMMEDIATE (see workers.db), which already serialises writers.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql" and reporter.address_hash:
+        key = int(reporter.address_hash[:15], 16)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _first_text(session: Session, case_id: int) -> str:
+    first = session.scalar(
+        select(models.Message.text)
+        .where(models.Message.case_id == case_id, models.Message.direction == "in")
+        .order_by(models.Message.received_at, models.Message.id)
+        .limit(1)
+    )
+    return first or ""
+
+
+def open_case_of(
+    session: Session, reporter: models.Reporter, complaint: Complaint, rules: GroupingRules
+) -> tuple[models.Case, str] | None:
+    """This reporter's open case that the message continues or repeats, and why."""
+    if reporter.address_hash is None:
+        return None
+    case = session.scalar(
+        select(models.Case)
+        .where(models.Case.reporter_id == reporter.id, models.Case.status.in_(OPEN_STATUSES))
+        .order_by(models.Case.created_at.desc(), models.Case.id.desc())
+        .limit(1)
+    )
+    if case is None:
+        return None
+    received = _aware(complaint.received_at)
+    last_in = session.scalar(
+        select(func.max(models.Message.received_at)).where(
+            models.Message.case_id == case.id, models.Message.direction == "in"
+        )
+    )
+    first_text = _first_text(session, case.id)
+    within_burst = last_in is not None and abs(received - _aware(last_in)) <= rules.burst
+    if within_burst and not looks_like_new_complaint(
+        first_text, complaint.text, case.topic, complaint.topic
+    ):
+        return case, "burst"
+    window = timedelta(days=rules.link.window_days)
+    if received - _aware(case.created_at) <= window and is_repeat(
+        first_text, complaint.text, rules.link
+    ):
+        return case, "repeat"
+    return None
+
+
+def link_incident(
+    session: Session, case: models.Case, complaint: Complaint, rules: GroupingRules
+) -> models.Case | None:
+    """Link a new case to the incident other reporters already opened, if there is one."""
+    if case.confidential:
+        return None
+    since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
+    rows = (
+        session.execute(
+            select(models.Case)
+            .where(
+                models.Case.topic == case.topic,
+                models.Case.confidential.is_(False),
+                models.Case.status.in_(OPEN_STATUSES),
+                models.Case.created_at >= since,
+                models.Case.reporter_id != case.reporter_id,
+                models.Case.id != case.id,
+            )
+            .order_by(models.Case.created_at.desc())
+            .limit(CANDIDATE_LIMIT)
+        )
+        .scalars()
+        .all()
+    )
+    if not rows:
+        return None
+    ids = [row.id for row in rows]
+    roots = dict(
+        session.execute(
+            select(models.CaseLink.case_id, models.CaseLink.into_case_id).where(
+                models.CaseLink.case_id.in_(ids)
+            )
+        ).all()
+    )
+    new = IncidentCandidate.from_complaint(complaint)
+    members: dict[int, list[IncidentCandidate]] = {}
+    for row in rows:
+        candidate = IncidentCandidate.from_values(
+            {
+                "topic": row.topic,
+                "text": _first_text(session, row.id),
+                "lat": row.lat,
+                "lon": row.lon,
+                "address": row.address,
+                "received_at": _aware(row.created_at),
+            }
+        )
+        members.setdefault(roots.get(row.id, row.id), []).append(candidate)
+    best: tuple[float, int] | None = None
+    for root, group in members.items():
+        if any(contradicts(new, other, rules.link) for other in group):
+            continue
+        if not any(same_incident(new, other, rules.link) for other in group):
+            continue
+        score = max(similarity(new, other, rules.link) for other in group)
+        if best is None or score > best[0]:
+            best = (score, root)
+    if best is None:
+        return None
+    root_case = session.get(models.Case, best[1])
+    if root_case is None or root_case.status not in OPEN_STATUSES:
+        return None
+    session.add(models.CaseLink(case_id=case.id, into_case_id=root_case.id, actor="system"))
+    session.add(
+        models.AuditEvent(
+            case_id=root_case.id,
+            actor="system",
+            action="incident_link",
+            note=None,
+            detail={"ticket": case.ticket, "score": round(best[0], 3)},
+        )
+    )
+    return root_case
