@@ -65,9 +65,17 @@ def _first_text(session: Session, case_id: int) -> str:
 
 
 def open_case_of(
-    session: Session, reporter: models.Reporter, complaint: Complaint, rules: GroupingRules
+    session: Session,
+    reporter: models.Reporter,
+    complaint: Complaint,
+    rules: GroupingRules,
+    *,
+    bursts: bool = True,
 ) -> tuple[models.Case, str] | None:
-    """This reporter's open case that the message continues or repeats, and why."""
+    """This reporter's open case that the message continues ("burst") or repeats.
+
+    `bursts` is off for the web form and the app: each submission there is a complaint
+    told whole, so only a repeat of the same complaint joins the open case."""
     if reporter.address_hash is None:
         return None
     case = session.scalar(
@@ -85,7 +93,7 @@ def open_case_of(
         )
     )
     first_text = _first_text(session, case.id)
-    within_burst = last_in is not None and abs(received - _aware(last_in)) <= rules.burst
+    within_burst = bursts and last_in is not None and abs(received - _aware(last_in)) <= rules.burst
     if within_burst and not looks_like_new_complaint(
         first_text, complaint.text, case.topic, complaint.topic
     ):
@@ -132,13 +140,21 @@ def link_incident(
             )
         ).all()
     )
+    first_texts: dict[int, str] = {}
+    for case_id, body in session.execute(
+        select(models.Message.case_id, models.Message.text)
+        .where(models.Message.case_id.in_(ids), models.Message.direction == "in")
+        .order_by(models.Message.case_id, models.Message.received_at, models.Message.id)
+    ):
+        if case_id is not None:
+            first_texts.setdefault(case_id, body)
     new = IncidentCandidate.from_complaint(complaint)
     members: dict[int, list[IncidentCandidate]] = {}
     for row in rows:
         candidate = IncidentCandidate.from_values(
             {
                 "topic": row.topic,
-                "text": _first_text(session, row.id),
+                "text": first_texts.get(row.id, ""),
                 "lat": row.lat,
                 "lon": row.lon,
                 "address": row.address,

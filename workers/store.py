@@ -342,11 +342,20 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
         return _finish(session, complaint, followed, "followup", delivery, None)
 
     rules = _grouping_rules(context)
-    grouped = open_case_of(session, reporter, complaint, rules) if referenced is None else None
-    if grouped is not None and (grouped[1] == "repeat" or complaint.channel in BURST_CHANNELS):
+    grouped = None
+    if referenced is None:
+        bursts = complaint.channel in BURST_CHANNELS
+        grouped = open_case_of(session, reporter, complaint, rules, bursts=bursts)
+    if grouped is not None:
         case, why = grouped
         session.add(_message(context, complaint, reporter, case, "followup"))
         case.updated_at = datetime.now(UTC)
+        fallback = context_taxonomy_fallback(context)
+        if case.topic == fallback and complaint.topic != fallback:
+            # Pieces of a burst can be stored out of order by different workers ("di Jl.
+            # Pajajaran" before "jalan berlubang"): the piece that names the problem wins.
+            case.topic = complaint.topic
+            case.title = complaint.title[:200] or case.title
         # A burst is one complaint told in pieces: it already had its ticket reply.
         delivery = None
         if why == "repeat":
@@ -405,6 +414,12 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
 
 
 BURST_CHANNELS = ("sms", "whatsapp", "email")
+
+
+def context_taxonomy_fallback(context: Context) -> str:
+    from config.data import load_taxonomy
+
+    return load_taxonomy(context.settings.topics_file).fallback
 
 
 def _grouping_rules(context: Context) -> GroupingRules:

@@ -1,0 +1,313 @@
+"""One problem stays one thing: bursts, repeats, incidents, and exactly-once under load."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+from twilio.request_validator import RequestValidator
+
+from config.data import load_replies
+from gateway.app import create_app
+from tests.conftest import (
+    ROOT,
+    Stack,
+    eventually,
+    free_port,
+    settings_env,
+    start_worker,
+    stop_process,
+)
+from tests.fakes.stack import phone_number, provider_stack
+from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import png_bytes
+from tests.test_twilio_e2e import SMS_FROM, post, recorded
+from workers import models
+from workers.cases import Actor, change_status
+from workers.db import make_engine, session_factory, upgrade
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture(scope="module")
+def twilio_api() -> Iterator[FakeTwilio]:
+    fake = FakeTwilio().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def two_workers(
+    redis_url: str,
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    twilio_api: FakeTwilio,
+) -> Iterator[Stack]:
+    """A stack whose queue is served by two worker processes at once."""
+    tmp = tmp_path_factory.mktemp("grouping")
+    with provider_stack(
+        redis_url,
+        database_url,
+        tmp,
+        ADUAN_TWILIO_ACCOUNT_SID=twilio_api.account_sid,
+        ADUAN_TWILIO_AUTH_TOKEN=twilio_api.auth_token,
+        ADUAN_TWILIO_SMS_FROM=SMS_FROM,
+        ADUAN_TWILIO_API_URL=twilio_api.url,
+    ) as stack:
+        second = start_worker(stack.env, tmp / "worker2.log")
+        try:
+            yield stack
+        finally:
+            stop_process(second)
+
+
+@pytest.fixture
+async def gateway(two_workers: Stack) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(create_app(two_workers.services()), host="127.0.0.1")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def store_engine(two_workers: Stack) -> Iterator[Any]:
+    engine = make_engine(two_workers.settings.effective_database_url)
+    yield engine
+    engine.dispose()
+
+
+async def test_a_burst_of_three_messages_is_one_case_with_one_reply(
+    gateway: Client, two_workers: Stack, twilio_api: FakeTwilio, store_engine: Any
+) -> None:
+    sender = phone_number()
+    sids = []
+    bodies = ["jalan berlubang", "di Jl. Pajajaran depan Tugu Kujang", ""]
+    for body in bodies:
+        fields = recorded("sms_text.form", From=sender, Body=body)
+        if not body:
+            media_sid = "ME" + secrets.token_hex(16)
+            twilio_api.media[media_sid] = (png_bytes(), "image/png")
+            fields.update(
+                NumMedia="1",
+                MediaContentType0="image/png",
+                MediaUrl0=twilio_api.media_url(fields["MessageSid"], media_sid),
+            )
+        response = await post(gateway, two_workers, "/webhooks/twilio", fields)
+        assert response.status == 200
+        sids.append(fields["MessageSid"])
+        await asyncio.sleep(0.2)  # messages 200 ms apart, handled by two workers
+
+    factory = session_factory(store_engine)
+
+    def stored() -> list[models.Message]:
+        with factory() as session:
+            found = session.scalars(
+                select(models.Message).where(models.Message.provider_message_id.in_(sids))
+            ).all()
+            return list(found) if len(found) == 3 else []
+
+    messages = await eventually(stored, within=20)
+    assert len({m.case_id for m in messages}) == 1
+    with factory() as session:
+        case = session.get_one(models.Case, messages[0].case_id)
+        assert case.topic == "infrastruktur"
+        inbound = [m.text for m in sorted(case.messages, key=lambda m: m.received_at)]
+        assert inbound[:2] == bodies[:2]
+    await eventually(lambda: [s for s in twilio_api.sent() if s.get("To") == sender], within=20)
+    await asyncio.sleep(1.0)  # a second reply, if there were one, would have arrived by now
+    replies = [s for s in twilio_api.sent() if s.get("To") == sender]
+    assert len(replies) == 1 and case.ticket in replies[0]["Body"]
+
+
+async def test_the_same_complaint_again_gets_the_existing_ticket(gateway: Client) -> None:
+    phone = phone_number()
+    text = "Sampah menumpuk di TPS Jl. Merdeka dekat Masjid Agung, sudah seminggu tidak diangkut"
+    first = await gateway.post("/api/v1/complaints", json={"text": text, "phone": phone})
+    again = await gateway.post(
+        "/api/v1/complaints", json={"text": text + ". Mohon segera!", "phone": phone}
+    )
+    assert first.status == again.status == 201
+    assert (await first.json())["ticket"] == (await again.json())["ticket"]
+    other = await gateway.post(
+        "/api/v1/complaints",
+        json={"text": "Lampu PJU mati di Jl. Pandu Raya depan Indomaret", "phone": phone},
+    )
+    assert (await other.json())["ticket"] != (await first.json())["ticket"]
+
+
+async def test_one_flood_reported_by_three_people_is_one_incident(
+    gateway: Client, store_engine: Any
+) -> None:
+    # A street of its own: the case store is shared with other tests' floods.
+    name = "".join(secrets.choice("bcdgjklmnprst") + secrets.choice("aiou") for _ in range(4))
+    name = name.capitalize()
+    street = f"Jl. {name}"
+    reports = [
+        (f"Banjir setinggi lutut di {street} depan SDN {name}, got meluap", -6.5901, 106.7801),
+        (f"Jalan {name} kebanjiran lagi, air dari selokan meluap", -6.5903, 106.7803),
+        (f"Tolong pak, {street} banjir, got mampet", -6.5900, 106.7799),
+        ("Banjir di Jl. Pajajaran depan Tugu Kujang, air meluap dari drainase", -6.6005, 106.8052),
+    ]
+    tickets = []
+    for text, lat, lon in reports:
+        response = await gateway.post(
+            "/api/v1/complaints",
+            json={"text": text, "phone": phone_number(), "location": {"lat": lat, "lon": lon}},
+        )
+        assert response.status == 201, await response.text()
+        tickets.append((await response.json())["ticket"])
+    assert len(set(tickets)) == 4  # each reporter keeps a ticket of their own
+
+    factory = session_factory(store_engine)
+    with factory() as session:
+        cases = {
+            c.ticket: c
+            for c in session.scalars(select(models.Case).where(models.Case.ticket.in_(tickets)))
+        }
+        links = dict(
+            session.execute(select(models.CaseLink.case_id, models.CaseLink.into_case_id)).all()
+        )
+        root = cases[tickets[0]]
+        assert links.get(cases[tickets[1]].id) == root.id
+        assert links.get(cases[tickets[2]].id) == root.id
+        assert cases[tickets[3]].id not in links  # another street, 2 km away
+
+    # A status change on the incident reaches every linked reporter.
+    with factory() as session, session.begin():
+        _, ids = change_status(
+            session, load_replies(), root.id, Actor("siti", "operator"), "dispatched", "ke DPUPR"
+        )
+        told = session.scalars(
+            select(models.Delivery.case_id).where(models.Delivery.id.in_(ids))
+        ).all()
+    assert set(told) == {root.id, cases[tickets[1]].id, cases[tickets[2]].id}
+
+
+async def test_exactly_once_under_concurrent_retries_across_gateways_and_workers(
+    redis_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """1,000 messages, each delivered 10 times at once, to two gateway processes served by
+    two workers: 1,000 messages stored, one reply per case."""
+    token = secrets.token_hex(16)
+    ports = [free_port(), free_port()]
+    env = settings_env(
+        tmp_path,
+        redis_url,
+        database_url,
+        ADUAN_QUEUE=f"once-{secrets.token_hex(3)}",
+        ADUAN_TWILIO_AUTH_TOKEN=token,
+        ADUAN_LOG_LEVEL="WARNING",
+    )
+    engine = make_engine(database_url)
+    upgrade(engine)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in ports:
+            gateway_env = {
+                **os.environ,
+                **env,
+                "ADUAN_HTTP_PORT": str(port),
+                "ADUAN_SMTP_PORT": str(free_port()),
+                "ADUAN_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            }
+            with (tmp_path / "gateways.log").open("ab") as log:
+                processes.append(
+                    subprocess.Popen(  # noqa: ASYNC220 - starts a server; does not wait
+                        [sys.executable, "-m", "gateway.cli", "serve", "--no-worker"],
+                        env=gateway_env,
+                        cwd=ROOT,
+                        stdout=log,
+                        stderr=log,
+                    )
+                )
+        for index in range(2):
+            processes.append(start_worker(env, tmp_path / f"worker{index}.log"))
+
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as client:
+            for port in ports:
+
+                async def up(port: int = port) -> bool:
+                    try:
+                        async with client.get(f"http://127.0.0.1:{port}/healthz") as r:
+                            return r.status == 200
+                    except aiohttp.ClientError:
+                        return False
+
+                await eventually(up, within=30)
+
+            messages = [
+                {
+                    "MessageSid": "SM" + secrets.token_hex(16),
+                    "From": phone_number(),
+                    "To": SMS_FROM,
+                    "Body": f"Jalan rusak di gang {i}",
+                    "NumMedia": "0",
+                    "AccountSid": "AC" + "0" * 32,
+                }
+                for i in range(1000)
+            ]
+            statuses: list[int] = []
+            semaphore = asyncio.Semaphore(64)
+
+            async def deliver(fields: dict[str, str], copy: int) -> None:
+                port = ports[copy % 2]
+                url = f"http://127.0.0.1:{port}/webhooks/twilio"
+                signature = RequestValidator(token).compute_signature(url, fields)
+                async with (
+                    semaphore,
+                    client.post(
+                        url,
+                        data=urlencode(fields),
+                        headers={
+                            "Content-Type": "application/x-www-form-urlencoded",
+                            "X-Twilio-Signature": signature,
+                        },
+                    ) as response,
+                ):
+                    statuses.append(response.status)
+
+            await asyncio.gather(*(deliver(m, c) for m in messages for c in range(10)))
+        assert statuses.count(200) == 10_000
+
+        sids = [m["MessageSid"] for m in messages]
+        factory = session_factory(engine)
+
+        def stored() -> int:
+            with factory() as session:
+                return int(
+                    session.scalar(
+                        select(func.count())
+                        .select_from(models.Message)
+                        .where(models.Message.provider_message_id.in_(sids))
+                    )
+                    or 0
+                )
+
+        await eventually(lambda: stored() >= 1000, within=120, interval=0.5)
+        await asyncio.sleep(2)  # let any duplicate that might still be in flight land
+        assert stored() == 1000
+        with factory() as session:
+            per_case = session.execute(
+                select(models.Delivery.case_id, func.count())
+                .join(models.Message, models.Message.case_id == models.Delivery.case_id)
+                .where(models.Message.provider_message_id.in_(sids))
+                .group_by(models.Delivery.case_id)
+            ).all()
+        assert len(per_case) == 1000
+        assert {count for _, count in per_case} == {1}
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            stop_process(process)
+        engine.dispose()
