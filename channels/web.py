@@ -66,7 +66,7 @@ def _coordinate(value: Any, field: str, bound: float) -> float | None:
         raise ChannelError(400, "invalid", f"'{field}' must be a number.", field)
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ChannelError(400, "invalid", f"'{field}' must be a number.", field) from None
     if not math.isfinite(number) or abs(number) > bound:
         raise ChannelError(

@@ -60,6 +60,7 @@ def build_services(settings: Settings, redis_url: str) -> Services:
     taxonomy = load_taxonomy(settings.topics_file)
     rules = Rules(taxonomy, settings.ticket_prefix, settings.default_region)
     engine = make_engine(settings.effective_database_url)
+    crypto = Crypto(settings.encryption_keys, settings.secret_key)
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resources.files("gateway").joinpath("templates"))),
         autoescape=True,
@@ -77,10 +78,11 @@ def build_services(settings: Settings, redis_url: str) -> Services:
             settings.queue_name,
             Spool(settings.data_dir / "spool"),
             settings.rate_limits,
+            crypto,
         ),
         engine=engine,
         sessions=session_factory(engine),
-        crypto=Crypto(settings.encryption_keys, settings.secret_key),
+        crypto=crypto,
         templates=templates,
     )
 

@@ -160,9 +160,7 @@ def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"{row.username:24} {row.role:10} {state:8} last log-in {last}")
                 return 0
             if args.operator_command == "add":
-                operator = create_operator(
-                    session, args.username, args.role, _read_password(args)
-                )
+                operator = create_operator(session, args.username, args.role, _read_password(args))
                 print(f"Operator {operator.username!r} added as {operator.role}.")
                 return 0
             found = session.scalar(

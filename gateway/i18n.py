@@ -159,8 +159,7 @@ CONSOLE_STRINGS: dict[str, dict[str, str]] = {
         "err_not_confidential": "Aduan ini tidak rahasia.",
         "err_not_linked": "Aduan ini tidak digabung ke aduan lain.",
         "err_note_required": "Tuliskan catatan alasan penolakan.",
-        "err_reason_required": "Tuliskan alasan membuka identitas (paling sedikit {min} "
-        "karakter).",
+        "err_reason_required": "Tuliskan alasan membuka identitas (paling sedikit {min} karakter).",
         "err_reopen_forbidden": "Membuka kembali aduan yang sudah ditutup, ditolak atau "
         "digabung hanya boleh oleh supervisor.",
         "err_reply_empty": "Balasan masih kosong.",

@@ -32,12 +32,14 @@ from gateway.ratelimit import RateLimiter
 from gateway.spool import Spool
 from normalizer import Complaint, InvalidContact, Rules, normalize
 from workers.context import RESULTS_CHANNEL, result_key
+from workers.crypto import Crypto
 
 log = logging.getLogger("aduan.intake")
 
 CLAIM_PENDING_SECONDS = 60
 CLAIM_SECONDS = 7 * 24 * 3600
 STORE_JOB = "workers.store.store_complaints"
+STORE_JOB_TIMEOUT = 30
 STORE_RETRY = Retry(max=10, interval=[1, 2, 5, 10, 20, 30, 60, 120, 300, 600])
 
 
@@ -110,6 +112,9 @@ class _Batcher:
             batch,
             job_id=f"store-{uuid.uuid4().hex}",
             retry=STORE_RETRY,
+            # A worker that dies mid-job is found once the job's heartbeat lapses, which
+            # RQ's SimpleWorker sets to the job timeout plus 60 s: keep the timeout short.
+            job_timeout=STORE_JOB_TIMEOUT,
             result_ttl=3600,
             failure_ttl=30 * 24 * 3600,
             description=f"store {len(batch)} complaint(s)",
@@ -124,7 +129,9 @@ class Intake:
         queue_name: str,
         spool: Spool | None = None,
         limits: dict[str, Limit] | None = None,
+        crypto: Crypto | None = None,
     ) -> None:
+        self.crypto = crypto
         self.rules = rules
         self.spool = spool
         self._drainer: asyncio.Task[None] | None = None
@@ -180,6 +187,17 @@ class Intake:
                     return
                 log.warning("result subscription lost; reconnecting", exc_info=True)
                 await asyncio.sleep(0.5)
+
+    def payload(self, complaint: Complaint) -> dict[str, Any]:
+        """What goes into the queue or the spool. A confidential complaint travels sealed:
+        Redis's append-only file and the spool are disk too, and "encrypted at rest"
+        means there as well."""
+        if self.crypto is None or not complaint.confidential:
+            return complaint.to_dict()
+        return {
+            "idempotency_key": complaint.idempotency_key,
+            "sealed": self.crypto.seal(complaint.to_dict()),
+        }
 
     def normalize(self, message: InboundMessage) -> Complaint:
         try:
@@ -260,7 +278,7 @@ class Intake:
             if self.spool is None:
                 raise
             # Redis is down: keep the complaint on local disk, acknowledge, drain later.
-            await asyncio.to_thread(self.spool.write, complaint.to_dict())
+            await asyncio.to_thread(self.spool.write, self.payload(complaint))
             log.warning("queue unavailable; complaint spooled to disk")
             return "spooled"
 
@@ -279,7 +297,7 @@ class Intake:
                 raise QueueUnavailable(str(exc)) from exc
             if won:
                 try:
-                    await self.batcher.put(complaint.to_dict())
+                    await self.batcher.put(self.payload(complaint))
                 except QueueUnavailable:
                     with contextlib.suppress(redis.RedisError):
                         await self.redis.delete(claim)

@@ -83,33 +83,17 @@ async def raw_request(request: web.Request) -> RawRequest:
             raise ChannelError(400, "invalid_body", "The body must be a JSON object.")
         return replace(base, body=body, json=data)
     if content_type == "multipart/form-data":
-        form: dict[str, list[str]] = {}
-        files: list[UploadedFile] = []
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or part.name is None:
-                continue
-            if part.filename is not None:
-                data = await _read_part(part, FILE_LIMIT, part.name)
-                files.append(
-                    UploadedFile(
-                        part.name,
-                        part.filename,
-                        part.headers.get("Content-Type", "application/octet-stream"),
-                        data,
-                    )
-                )
-            else:
-                value = await _read_part(part, FIELD_LIMIT, part.name)
-                try:
-                    form.setdefault(part.name, []).append(value.decode("utf-8"))
-                except UnicodeDecodeError:
-                    raise ChannelError(
-                        400, "invalid", f"'{part.name}' is not UTF-8 text.", part.name
-                    ) from None
-        return replace(base, form=form, files=files)
+        try:
+            return await _read_multipart(request, base)
+        except ValueError as exc:  # aiohttp: no boundary, or a body without it
+            raise ChannelError(
+                400, "invalid_multipart", f"Malformed multipart body: {exc}"
+            ) from None
     if content_type == "application/x-www-form-urlencoded":
-        post = await request.post()
+        try:
+            post = await request.post()
+        except UnicodeDecodeError:
+            raise ChannelError(400, "invalid_encoding", "The form body is not UTF-8.") from None
         fields: dict[str, list[str]] = {}
         for key, item in post.items():
             if isinstance(item, str):
@@ -120,6 +104,34 @@ async def raw_request(request: web.Request) -> RawRequest:
         "unsupported_media_type",
         "Send application/json, multipart/form-data or application/x-www-form-urlencoded.",
     )
+
+
+async def _read_multipart(request: web.Request, base: RawRequest) -> RawRequest:
+    form: dict[str, list[str]] = {}
+    files: list[UploadedFile] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            continue
+        if part.filename is not None:
+            data = await _read_part(part, FILE_LIMIT, part.name)
+            files.append(
+                UploadedFile(
+                    part.name,
+                    part.filename,
+                    part.headers.get("Content-Type", "application/octet-stream"),
+                    data,
+                )
+            )
+        else:
+            value = await _read_part(part, FIELD_LIMIT, part.name)
+            try:
+                form.setdefault(part.name, []).append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ChannelError(
+                    400, "invalid", f"'{part.name}' is not UTF-8 text.", part.name
+                ) from None
+    return replace(base, form=form, files=files)
 
 
 def _track_url(services: Services, ticket_or_ref: str) -> str:

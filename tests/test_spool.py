@@ -30,6 +30,8 @@ async def test_complaints_survive_a_redis_outage_at_the_gateway(tmp_path: Path) 
     engine = make_engine(database_url)
     upgrade(engine)
     texts = [f"Banjir setinggi lutut di Jl. Semeru gang {i}, got tersumbat" for i in range(3)]
+    secret = {"name": "Dewi Lestari", "phone": "081377788899", "email": "dewi.l@example.org"}
+    confidential = "Petugas parkir minta uang keamanan Rp50.000 tanpa karcis di Pasar Anyar"
 
     app = create_app(build_services(settings, redis_url))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
@@ -37,17 +39,25 @@ async def test_complaints_survive_a_redis_outage_at_the_gateway(tmp_path: Path) 
         for text in texts:
             response = await client.post("/api/v1/complaints", json={"text": text})
             answers.append((response.status, await response.json()))
+        response = await client.post("/api/v1/complaints", json={"text": confidential, **secret})
+        assert response.status == 202
+        spooled = b"".join(p.read_bytes() for p in (tmp_path / "spool").glob("*.json"))
+        assert b"Pasar Anyar" not in spooled  # the whole confidential complaint is sealed
+        for value in secret.values():
+            assert value.encode() not in spooled
+            assert value[1:].encode() not in spooled
+        texts.append(confidential)
         assert [status for status, _ in answers] == [202, 202, 202]
         assert all(body["status"] == "queued" and body["reference"] for _, body in answers)
         spool_dir = tmp_path / "spool"
-        assert len(list(spool_dir.glob("*.json"))) == 3
+        assert len(list(spool_dir.glob("*.json"))) == 4
 
         ready = await client.get("/readyz")
         assert ready.status == 503
-        assert (await ready.json())["spool_depth"] == 3
+        assert (await ready.json())["spool_depth"] == 4
         metrics = await (await client.get("/metrics")).text()
-        assert "aduan_spool_depth 3.0" in metrics
-        assert 'aduan_intake_messages_total{channel="api",result="spooled"} 3.0' in metrics
+        assert "aduan_spool_depth 4.0" in metrics
+        assert 'aduan_intake_messages_total{channel="api",result="spooled"} 4.0' in metrics
 
         # Redis comes back: the gateway drains its spool into the queue by itself.
         redis = EmbeddedRedis(redis_dir, fsync="no").start()
@@ -66,7 +76,12 @@ async def test_complaints_survive_a_redis_outage_at_the_gateway(tmp_path: Path) 
                 cwd=ROOT,
                 stderr=asyncio.subprocess.PIPE,
             )
-            _, stderr = await asyncio.wait_for(worker.communicate(), 60)
+            try:
+                _, stderr = await asyncio.wait_for(worker.communicate(), 60)
+            except TimeoutError:
+                worker.kill()
+                _, stderr = await worker.communicate()
+                raise AssertionError(stderr.decode()[-3000:]) from None
             assert worker.returncode == 0, stderr.decode()
             with session_factory(engine)() as session:
                 stored = session.scalars(select(models.Case.title)).all()

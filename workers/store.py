@@ -67,7 +67,10 @@ class Outcome:
 def store_complaints(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """RQ job: store a batch of complaints; a batch of one is fine."""
     context = current()
-    complaints = [Complaint.from_dict(item) for item in batch]
+    complaints = [
+        Complaint.from_dict(context.crypto.open(item["sealed"]) if "sealed" in item else item)
+        for item in batch
+    ]
     outcomes = store(context, complaints)
     publish(context, outcomes)
     deliveries = [d for o in outcomes for d in o.deliveries]
