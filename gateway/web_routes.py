@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.multipart import BadContentDispositionHeader
 
 from channels.base import ChannelError, RawRequest, UploadedFile, adapter
 from gateway.app import SERVICES, Services
@@ -85,7 +86,9 @@ async def raw_request(request: web.Request) -> RawRequest:
     if content_type == "multipart/form-data":
         try:
             return await _read_multipart(request, base)
-        except ValueError as exc:  # aiohttp: no boundary, or a body without it
+        # aiohttp: no boundary, a body without it, or (when warnings are errors) a
+        # Content-Disposition it cannot read.
+        except (ValueError, BadContentDispositionHeader) as exc:
             raise ChannelError(
                 400, "invalid_multipart", f"Malformed multipart body: {exc}"
             ) from None

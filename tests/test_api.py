@@ -193,6 +193,16 @@ async def test_bad_inputs_get_clear_errors(client: Client) -> None:
     )
     assert status == 415
 
+    odd_part = b'--zz\r\nContent-Disposition: form-data; name="U;A;1B*w>m"\r\n\r\nx\r\n--zz--\r\n'
+    status, error = await error_of(
+        await client.post(
+            "/api/v1/complaints",
+            data=odd_part,
+            headers={"Content-Type": "multipart/form-data; boundary=zz"},
+        )
+    )
+    assert (status, error["code"]) == (400, "invalid_multipart")
+
     status, error = await error_of(await post(client, {"text": "Jalan rusak", "phone": "12"}))
     assert (status, error["field"]) == (400, "phone")
 
