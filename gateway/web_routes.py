@@ -39,7 +39,7 @@ def _render(request: web.Request, template: str, status: int = 200, **context: A
     return web.Response(text=html, status=status, content_type="text/html")
 
 
-async def _read_limited(request: web.Request, limit: int) -> bytes:
+async def read_limited(request: web.Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):
@@ -75,7 +75,7 @@ async def raw_request(request: web.Request) -> RawRequest:
         method=request.method, url=str(request.url), headers=headers, remote=request.remote
     )
     if content_type == "application/json":
-        body = await _read_limited(request, JSON_LIMIT)
+        body = await read_limited(request, JSON_LIMIT)
         try:
             data = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

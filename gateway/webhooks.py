@@ -24,6 +24,7 @@ from channels.twilio import TwilioAdapter
 from config.settings import Settings
 from gateway.app import SERVICES, Services
 from gateway.intake import QueueUnavailable
+from gateway.web_routes import read_limited
 
 log = logging.getLogger("aduan.webhooks")
 
@@ -79,16 +80,7 @@ async def _read_form(request: web.Request) -> RawRequest:
         )
     if request.content_length is not None and request.content_length > FORM_LIMIT:
         raise ChannelError(413, "too_large", f"The body may be at most {FORM_LIMIT // 1024} KB.")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(16 * 1024):
-        size += len(chunk)
-        if size > FORM_LIMIT:
-            raise ChannelError(
-                413, "too_large", f"The body may be at most {FORM_LIMIT // 1024} KB."
-            )
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_limited(request, FORM_LIMIT)
     try:
         pairs = parse_qsl(
             body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=500
