@@ -45,12 +45,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RULES",
+    "Assessment",
     "IncidentCandidate",
     "LinkRules",
     "Place",
     "PlaceEvidence",
     "TextAnalysis",
     "analyse",
+    "assess",
+    "choose_incident",
     "contradicts",
     "distance_m",
     "is_repeat",
@@ -153,26 +156,99 @@ def _join(*parts: str | None) -> str:
 
 # Abbreviations and spelling variants, one token to one or more tokens.
 _ABBREVIATIONS: dict[str, str] = {
-    "jl": "jalan", "jln": "jalan", "jlan": "jalan", "jalan2": "jalan",
-    "gg": "gang", "yg": "yang", "dgn": "dengan", "dg": "dengan", "utk": "untuk",
-    "tdk": "tidak", "gak": "tidak", "ga": "tidak", "gk": "tidak", "nggak": "tidak",
-    "ngga": "tidak", "enggak": "tidak", "engga": "tidak", "g": "tidak", "tak": "tidak",
-    "kagak": "tidak", "blm": "belum", "sdh": "sudah", "udh": "sudah", "udah": "sudah",
-    "dah": "sudah", "krn": "karena", "karna": "karena", "tp": "tapi", "jg": "juga",
-    "lg": "lagi", "bgt": "banget", "bngt": "banget", "skrg": "sekarang", "kmrn": "kemarin",
-    "kmarin": "kemarin", "td": "tadi", "dr": "dari", "pd": "pada", "sm": "sama",
-    "dpn": "depan", "dkt": "dekat", "deket": "dekat", "dket": "dekat", "sblh": "sebelah",
-    "samping2": "samping", "blkg": "belakang", "sbrg": "seberang", "psr": "pasar",
-    "perum": "perumahan", "komp": "komplek", "kompleks": "komplek", "kel": "kelurahan",
-    "kec": "kecamatan", "kp": "kampung", "jbt": "jembatan", "phn": "pohon", "tlg": "tolong",
-    "mhn": "mohon", "trims": "terima", "makasih": "terima", "tks": "terima",
-    "hr": "hari", "mgg": "minggu", "bln": "bulan", "thn": "tahun", "org": "orang",
-    "klo": "kalau", "kalo": "kalau", "dmn": "mana", "dimana": "mana", "sy": "saya",
-    "aq": "saya", "gw": "saya", "gue": "saya", "rmh": "rumah", "bnjr": "banjir",
-    "bnjir": "banjir", "lmp": "lampu", "sdn": "sd", "smpn": "smp", "sman": "sma",
-    "smkn": "smk", "puskes": "puskesmas", "apotik": "apotek",
-    "ortu": "orangtua", "pk": "pak", "bpk": "pak", "ibu2": "ibu", "tpt": "tembok",
-    "st": "street", "rd": "road", "sektor": "sektor", "kab": "kabupaten",
+    "jl": "jalan",
+    "jln": "jalan",
+    "jlan": "jalan",
+    "jalan2": "jalan",
+    "gg": "gang",
+    "yg": "yang",
+    "dgn": "dengan",
+    "dg": "dengan",
+    "utk": "untuk",
+    "tdk": "tidak",
+    "gak": "tidak",
+    "ga": "tidak",
+    "gk": "tidak",
+    "nggak": "tidak",
+    "ngga": "tidak",
+    "enggak": "tidak",
+    "engga": "tidak",
+    "g": "tidak",
+    "tak": "tidak",
+    "kagak": "tidak",
+    "blm": "belum",
+    "sdh": "sudah",
+    "udh": "sudah",
+    "udah": "sudah",
+    "dah": "sudah",
+    "krn": "karena",
+    "karna": "karena",
+    "tp": "tapi",
+    "jg": "juga",
+    "lg": "lagi",
+    "bgt": "banget",
+    "bngt": "banget",
+    "skrg": "sekarang",
+    "kmrn": "kemarin",
+    "kmarin": "kemarin",
+    "td": "tadi",
+    "dr": "dari",
+    "pd": "pada",
+    "sm": "sama",
+    "dpn": "depan",
+    "dkt": "dekat",
+    "deket": "dekat",
+    "dket": "dekat",
+    "sblh": "sebelah",
+    "samping2": "samping",
+    "blkg": "belakang",
+    "sbrg": "seberang",
+    "psr": "pasar",
+    "perum": "perumahan",
+    "komp": "komplek",
+    "kompleks": "komplek",
+    "kel": "kelurahan",
+    "kec": "kecamatan",
+    "kp": "kampung",
+    "jbt": "jembatan",
+    "phn": "pohon",
+    "tlg": "tolong",
+    "mhn": "mohon",
+    "trims": "terima",
+    "makasih": "terima",
+    "tks": "terima",
+    "hr": "hari",
+    "mgg": "minggu",
+    "bln": "bulan",
+    "thn": "tahun",
+    "org": "orang",
+    "klo": "kalau",
+    "kalo": "kalau",
+    "dmn": "mana",
+    "dimana": "mana",
+    "sy": "saya",
+    "aq": "saya",
+    "gw": "saya",
+    "gue": "saya",
+    "rmh": "rumah",
+    "bnjr": "banjir",
+    "bnjir": "banjir",
+    "lmp": "lampu",
+    "sdn": "sd",
+    "smpn": "smp",
+    "sman": "sma",
+    "smkn": "smk",
+    "puskes": "puskesmas",
+    "apotik": "apotek",
+    "ortu": "orangtua",
+    "pk": "pak",
+    "bpk": "pak",
+    "ibu2": "ibu",
+    "tpt": "tembok",
+    "st": "street",
+    "rd": "road",
+    "sektor": "sektor",
+    "kab": "kabupaten",
 }
 
 # Phrases rewritten before anything else (folded words, space separated).
@@ -278,60 +354,201 @@ _PHRASES: tuple[tuple[str, str], ...] = (
 
 # Concept lexicon: every variant (Indonesian, informal, English) → one canonical word.
 _CONCEPTS: dict[str, tuple[str, ...]] = {
-    "lubang": ("lubang", "berlubang", "bolong", "bolongan", "lobang", "pothole", "potholes",
-               "hole", "holes", "potholed"),
+    "lubang": (
+        "lubang",
+        "berlubang",
+        "bolong",
+        "bolongan",
+        "lobang",
+        "pothole",
+        "potholes",
+        "hole",
+        "holes",
+        "potholed",
+    ),
     "aspal": ("aspal", "asphalt", "tarmac", "diaspal"),
     "rusak": ("rusak", "broken", "damaged", "hancur", "ancur", "jebol", "rusaknya"),
     "retak": ("retak", "retakan", "crack", "cracks", "cracked", "cracking", "keretakan"),
     "ambles": ("ambles", "amblas", "ambrol", "sunk", "sinking", "sank", "caving", "subsided"),
-    "roboh": ("roboh", "ambruk", "runtuh", "tumbang", "collapse", "collapsed", "collapsing",
-              "fallen", "toppled", "rubuh"),
+    "roboh": (
+        "roboh",
+        "ambruk",
+        "runtuh",
+        "tumbang",
+        "collapse",
+        "collapsed",
+        "collapsing",
+        "fallen",
+        "toppled",
+        "rubuh",
+    ),
     "trotoar": ("trotoar", "sidewalk", "sidewalks", "pavement", "footpath"),
     "paving": ("paving", "conblock", "stones"),
     "jembatan": ("jembatan", "bridge", "bridges"),
     "tembok": ("tembok", "wall", "walls", "dinding"),
     "longsor": ("longsor", "landslide", "landslip"),
     "pohon": ("pohon", "tree", "trees"),
-    "banjir": ("banjir", "kebanjiran", "flood", "floods", "flooded", "flooding", "genangan",
-               "genang", "tergenang", "menggenang", "puddle", "puddles", "waterlogged",
-               "kolam", "banjirnya"),
-    "selokan": ("selokan", "got", "saluran", "drainase", "drain", "drains", "drainage",
-                "gutter", "gutters", "parit", "gorong", "sewer", "culvert", "goronggorong"),
+    "banjir": (
+        "banjir",
+        "kebanjiran",
+        "flood",
+        "floods",
+        "flooded",
+        "flooding",
+        "genangan",
+        "genang",
+        "tergenang",
+        "menggenang",
+        "puddle",
+        "puddles",
+        "waterlogged",
+        "kolam",
+        "banjirnya",
+    ),
+    "selokan": (
+        "selokan",
+        "got",
+        "saluran",
+        "drainase",
+        "drain",
+        "drains",
+        "drainage",
+        "gutter",
+        "gutters",
+        "parit",
+        "gorong",
+        "sewer",
+        "culvert",
+        "goronggorong",
+    ),
     "mampet": ("mampet", "tersumbat", "sumbat", "clogged", "blocked", "buntu", "mampat"),
-    "meluap": ("meluap", "luapan", "meluber", "luber", "overflow", "overflows",
-               "overflowing", "overflowed"),
+    "meluap": (
+        "meluap",
+        "luapan",
+        "meluber",
+        "luber",
+        "overflow",
+        "overflows",
+        "overflowing",
+        "overflowed",
+    ),
     "sampah": ("sampah", "garbage", "trash", "rubbish", "refuse", "litter", "sampahnya"),
-    "tumpuk": ("tumpuk", "numpuk", "menumpuk", "tumpukan", "menggunung", "gunungan", "pile",
-               "piles", "piled", "heap", "heaps", "dump"),
-    "angkut": ("angkut", "diangkut", "pengangkutan", "pengangkut", "collected", "collect",
-               "collection", "picked", "pickup"),
-    "bau": ("bau", "busuk", "smell", "smells", "smelly", "stink", "stinks", "stinking",
-            "odor", "odour", "menyengat", "baunya"),
+    "tumpuk": (
+        "tumpuk",
+        "numpuk",
+        "menumpuk",
+        "tumpukan",
+        "menggunung",
+        "gunungan",
+        "pile",
+        "piles",
+        "piled",
+        "heap",
+        "heaps",
+        "dump",
+    ),
+    "angkut": (
+        "angkut",
+        "diangkut",
+        "pengangkutan",
+        "pengangkut",
+        "collected",
+        "collect",
+        "collection",
+        "picked",
+        "pickup",
+    ),
+    "bau": (
+        "bau",
+        "busuk",
+        "smell",
+        "smells",
+        "smelly",
+        "stink",
+        "stinks",
+        "stinking",
+        "odor",
+        "odour",
+        "menyengat",
+        "baunya",
+    ),
     "limbah": ("limbah", "sewage", "wastewater", "effluent", "waste"),
-    "lampu": ("lampu", "pju", "lamp", "lamps", "light", "lights", "streetlight",
-              "streetlights", "penerangan", "lampunya"),
+    "lampu": (
+        "lampu",
+        "pju",
+        "lamp",
+        "lamps",
+        "light",
+        "lights",
+        "streetlight",
+        "streetlights",
+        "penerangan",
+        "lampunya",
+    ),
     "mati": ("mati", "padam", "dead", "kering", "matot"),
     "gelap": ("gelap", "dark", "darkness", "gulita"),
     "tiang": ("tiang", "pole", "poles"),
     "miring": ("miring", "leaning", "tilted", "tilting"),
     "lampumerah": ("lampumerah", "apill", "bangjo"),
-    "macet": ("macet", "kemacetan", "jam", "jams", "congestion", "congested", "stuck",
-              "gridlock"),
+    "macet": ("macet", "kemacetan", "jam", "jams", "congestion", "congested", "stuck", "gridlock"),
     "angkot": ("angkot", "angkots", "minibus", "minibuses", "mikrolet"),
     "parkir": ("parkir", "parking", "parked", "parkiran"),
     "liar": ("liar", "illegal", "ilegal", "illegally"),
     "pkl": ("pkl", "pedagang", "vendors", "vendor", "hawkers", "hawker"),
     "truk": ("truk", "truck", "trucks", "lorry", "lorries"),
     "bongkar": ("bongkar", "unloading", "unload", "unloads"),
-    "pungli": ("pungli", "extortion", "extort", "extorted", "palak", "dipalak",
-               "pemalakan", "bribe", "bribes"),
-    "bayar": ("bayar", "pay", "paid", "payment", "biaya", "fee", "fees", "charge",
-              "charged", "bayaran", "uang", "money", "tarif", "setor", "setoran"),
-    "kuitansi": ("kuitansi", "kwitansi", "receipt", "receipts", "karcis", "ticket",
-                 "tickets", "struk"),
+    "pungli": (
+        "pungli",
+        "extortion",
+        "extort",
+        "extorted",
+        "palak",
+        "dipalak",
+        "pemalakan",
+        "bribe",
+        "bribes",
+    ),
+    "bayar": (
+        "bayar",
+        "pay",
+        "paid",
+        "payment",
+        "biaya",
+        "fee",
+        "fees",
+        "charge",
+        "charged",
+        "bayaran",
+        "uang",
+        "money",
+        "tarif",
+        "setor",
+        "setoran",
+    ),
+    "kuitansi": (
+        "kuitansi",
+        "kwitansi",
+        "receipt",
+        "receipts",
+        "karcis",
+        "ticket",
+        "tickets",
+        "struk",
+    ),
     "pengantar": ("pengantar",),
-    "antre": ("antre", "antri", "antrean", "antrian", "queue", "queues", "queuing",
-              "queueing", "antrinya", "mengantre", "ngantri"),
+    "antre": (
+        "antre",
+        "antri",
+        "antrean",
+        "antrian",
+        "queue",
+        "queues",
+        "queuing",
+        "queueing",
+        "antrinya",
+        "mengantre",
+        "ngantri",
+    ),
     "kuota": ("kuota", "quota", "dibatasi", "limited", "limit"),
     "blanko": ("blanko", "blangko", "blank"),
     "cetak": ("cetak", "dicetak", "printed", "print", "printing"),
@@ -342,8 +559,16 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     "dbd": ("dbd", "dengue"),
     "fogging": ("fogging", "pengasapan", "fumigation"),
     "nyamuk": ("nyamuk", "mosquito", "mosquitoes", "mosquitos", "jentik"),
-    "vaksin": ("vaksin", "imunisasi", "vaccine", "vaccines", "vaccination", "immunisation",
-               "immunization", "vaksinnya"),
+    "vaksin": (
+        "vaksin",
+        "imunisasi",
+        "vaccine",
+        "vaccines",
+        "vaccination",
+        "immunisation",
+        "immunization",
+        "vaksinnya",
+    ),
     "obat": ("obat", "medicine", "medicines", "drugs", "medication"),
     "tolak": ("tolak", "ditolak", "nolak", "menolak", "refused", "rejected"),
     "penuh": ("penuh", "full"),
@@ -355,15 +580,35 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     "seragam": ("seragam", "uniform", "uniforms"),
     "buku": ("buku", "lks", "book", "books", "textbooks"),
     "guru": ("guru", "teacher", "teachers"),
-    "korupsi": ("korupsi", "corruption", "corrupt", "dikorupsi", "penggelapan",
-                "embezzlement"),
+    "korupsi": ("korupsi", "corruption", "corrupt", "dikorupsi", "penggelapan", "embezzlement"),
     "markup": ("markup", "penggelembungan", "inflated"),
     "proyek": ("proyek", "project", "projects"),
     "potong": ("potong", "dipotong", "deducted", "cut", "sunat", "disunat"),
-    "ancam": ("ancam", "mengancam", "diancam", "intimidasi", "diintimidasi", "threaten",
-              "threatened", "threatening", "intimidate", "intimidated", "intimidating"),
-    "rampas": ("rampas", "merampas", "dirampas", "sita", "menyita", "disita", "took",
-               "seized", "confiscated", "diambil"),
+    "ancam": (
+        "ancam",
+        "mengancam",
+        "diancam",
+        "intimidasi",
+        "diintimidasi",
+        "threaten",
+        "threatened",
+        "threatening",
+        "intimidate",
+        "intimidated",
+        "intimidating",
+    ),
+    "rampas": (
+        "rampas",
+        "merampas",
+        "dirampas",
+        "sita",
+        "menyita",
+        "disita",
+        "took",
+        "seized",
+        "confiscated",
+        "diambil",
+    ),
     "dagangan": ("dagangan", "goods", "gerobak", "wares"),
     "tutup": ("tutup", "closed", "tertutup"),
     "kir": ("kir",),
@@ -371,8 +616,22 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
     "kabel": ("kabel", "cable", "cables", "wire", "wires"),
     "putarbalik": ("putarbalik", "uturn"),
     "ngetem": ("ngetem",),
-    "kasar": ("kasar", "bentak", "membentak", "dibentak", "judes", "ketus", "rude", "impolite",
-              "shouted", "yelled", "ramah", "unfriendly", "marah", "dimarahi"),
+    "kasar": (
+        "kasar",
+        "bentak",
+        "membentak",
+        "dibentak",
+        "judes",
+        "ketus",
+        "rude",
+        "impolite",
+        "shouted",
+        "yelled",
+        "ramah",
+        "unfriendly",
+        "marah",
+        "dimarahi",
+    ),
     "pagar": ("pagar", "pembatas", "railing", "railings", "fence", "fences", "guardrail"),
     "patah": ("patah", "snapped", "bent", "bengkok"),
 }
@@ -381,6 +640,7 @@ _CONCEPTS: dict[str, tuple[str, ...]] = {
 _LEXICON: dict[str, str] = {
     variant: canonical for canonical, variants in _CONCEPTS.items() for variant in variants
 }
+
 
 def _wordset(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -460,26 +720,78 @@ _HONORIFICS = _wordset(
 # Kinds of landmark, Indonesian (the name follows: "Pasar Anyar") and English (the name
 # comes first: "Bogor station").
 _LANDMARK_HEADS: dict[str, str] = {
-    "pasar": "pasar", "stasiun": "stasiun", "terminal": "terminal", "tugu": "tugu",
-    "masjid": "masjid", "mesjid": "masjid", "musholla": "masjid", "mushola": "masjid",
-    "sekolah": "sekolah", "sd": "sd", "smp": "smp", "sma": "sma", "smk": "smk",
-    "puskesmas": "puskesmas", "rsud": "rsud", "rs": "rs", "perumahan": "perumahan",
-    "komplek": "komplek", "taman": "taman", "plaza": "plaza", "mall": "mall", "spbu": "spbu",
-    "halte": "halte", "tps": "tps", "sungai": "sungai", "kali": "sungai",
-    "pertigaan": "simpang", "perempatan": "simpang", "simpang": "simpang",
-    "persimpangan": "simpang", "bundaran": "simpang", "lapangan": "lapangan",
-    "kampus": "kampus", "gereja": "gereja", "vihara": "vihara", "klenteng": "vihara",
-    "hotel": "hotel", "lanud": "lanud", "kolong": "kolong", "tol": "tol",
-    "posyandu": "posyandu", "koperasi": "koperasi", "apotek": "apotek", "kantor": "kantor",
-    "kampung": "kampung", "blok": "blok", "disdukcapil": "disdukcapil",
-    "dukcapil": "disdukcapil", "dishub": "dishub", "igd": "rsud", "jembatan": "jembatan",
+    "pasar": "pasar",
+    "stasiun": "stasiun",
+    "terminal": "terminal",
+    "tugu": "tugu",
+    "masjid": "masjid",
+    "mesjid": "masjid",
+    "musholla": "masjid",
+    "mushola": "masjid",
+    "sekolah": "sekolah",
+    "sd": "sd",
+    "smp": "smp",
+    "sma": "sma",
+    "smk": "smk",
+    "puskesmas": "puskesmas",
+    "rsud": "rsud",
+    "rs": "rs",
+    "perumahan": "perumahan",
+    "komplek": "komplek",
+    "taman": "taman",
+    "plaza": "plaza",
+    "mall": "mall",
+    "spbu": "spbu",
+    "halte": "halte",
+    "tps": "tps",
+    "sungai": "sungai",
+    "kali": "sungai",
+    "pertigaan": "simpang",
+    "perempatan": "simpang",
+    "simpang": "simpang",
+    "persimpangan": "simpang",
+    "bundaran": "simpang",
+    "lapangan": "lapangan",
+    "kampus": "kampus",
+    "gereja": "gereja",
+    "vihara": "vihara",
+    "klenteng": "vihara",
+    "hotel": "hotel",
+    "lanud": "lanud",
+    "kolong": "kolong",
+    "tol": "tol",
+    "posyandu": "posyandu",
+    "koperasi": "koperasi",
+    "apotek": "apotek",
+    "kantor": "kantor",
+    "kampung": "kampung",
+    "blok": "blok",
+    "disdukcapil": "disdukcapil",
+    "dukcapil": "disdukcapil",
+    "dishub": "dishub",
+    "igd": "rsud",
+    "jembatan": "jembatan",
 }
 _EN_HEADS: dict[str, str] = {
-    "market": "pasar", "station": "stasiun", "monument": "tugu", "mosque": "masjid",
-    "school": "sekolah", "hospital": "rs", "housing": "perumahan", "estate": "perumahan",
-    "park": "taman", "square": "plaza", "mall": "mall", "river": "sungai",
-    "intersection": "simpang", "junction": "simpang", "roundabout": "simpang",
-    "church": "gereja", "underpass": "kolong", "pharmacy": "apotek", "office": "kantor",
+    "market": "pasar",
+    "station": "stasiun",
+    "monument": "tugu",
+    "mosque": "masjid",
+    "school": "sekolah",
+    "hospital": "rs",
+    "housing": "perumahan",
+    "estate": "perumahan",
+    "park": "taman",
+    "square": "plaza",
+    "mall": "mall",
+    "river": "sungai",
+    "intersection": "simpang",
+    "junction": "simpang",
+    "roundabout": "simpang",
+    "church": "gereja",
+    "underpass": "kolong",
+    "pharmacy": "apotek",
+    "office": "kantor",
     "bridge": "jembatan",
 }
 # Heads that name the place *and* the thing complained about: they stay problem words.
@@ -488,13 +800,43 @@ _OBJECT_HEADS = frozenset({"jembatan", "tps", "sungai", "posyandu", "apotek", "k
 _UNIQUE_HEADS = frozenset({"disdukcapil", "dishub", "rsud", "lanud", "tol"})
 # Too common to place anything without a name ("di komplek saya", "dekat masjid").
 _VAGUE_HEADS = frozenset(
-    {"komplek", "perumahan", "kampung", "blok", "kantor", "sekolah", "masjid", "taman",
-     "lapangan", "sungai", "simpang", "jembatan", "halte", "gereja", "kolong", "apotek",
-     "koperasi", "posyandu", "rs", "hotel", "sd", "smp", "sma", "smk", "plaza", "mall"}
+    {
+        "komplek",
+        "perumahan",
+        "kampung",
+        "blok",
+        "kantor",
+        "sekolah",
+        "masjid",
+        "taman",
+        "lapangan",
+        "sungai",
+        "simpang",
+        "jembatan",
+        "halte",
+        "gereja",
+        "kolong",
+        "apotek",
+        "koperasi",
+        "posyandu",
+        "rs",
+        "hotel",
+        "sd",
+        "smp",
+        "sma",
+        "smk",
+        "plaza",
+        "mall",
+    }
 )
-_COMPATIBLE_HEADS = {frozenset({"rs", "rsud"}), frozenset({"sekolah", "sd"}),
-                     frozenset({"sekolah", "smp"}), frozenset({"sekolah", "sma"}),
-                     frozenset({"sekolah", "smk"}), frozenset({"plaza", "mall"})}
+_COMPATIBLE_HEADS = {
+    frozenset({"rs", "rsud"}),
+    frozenset({"sekolah", "sd"}),
+    frozenset({"sekolah", "smp"}),
+    frozenset({"sekolah", "sma"}),
+    frozenset({"sekolah", "smk"}),
+    frozenset({"plaza", "mall"}),
+}
 _PREPOSITIONS = _wordset(
     """
     depan dekat samping sebelah seberang belakang sekitar arah near opposite beside behind
@@ -518,15 +860,37 @@ _NOT_A_NAME = _wordset(
     """
 )
 _NAME_STOP = (
-    _STOPWORDS | frozenset(_LANDMARK_HEADS) | frozenset(_EN_HEADS) | _PREPOSITIONS
-    | _NOT_A_NAME | _STREET_SUFFIXES
+    _STOPWORDS
+    | frozenset(_LANDMARK_HEADS)
+    | frozenset(_EN_HEADS)
+    | _PREPOSITIONS
+    | _NOT_A_NAME
+    | _STREET_SUFFIXES
     | (_WEAK - {"air"})
     | _wordset("jalan gang rt rw kelurahan kecamatan desa village district")
 ) - frozenset({"bogor", "baru", "barat", "timur", "utara", "selatan", "tengah"})
-_NUMBER_WORDS = {"satu": "1", "dua": "2", "tiga": "3", "empat": "4", "lima": "5",
-                 "enam": "6", "tujuh": "7", "delapan": "8", "sembilan": "9", "sepuluh": "10",
-                 "i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6",
-                 "vii": "7", "viii": "8", "ix": "9", "x": "10"}
+_NUMBER_WORDS = {
+    "satu": "1",
+    "dua": "2",
+    "tiga": "3",
+    "empat": "4",
+    "lima": "5",
+    "enam": "6",
+    "tujuh": "7",
+    "delapan": "8",
+    "sembilan": "9",
+    "sepuluh": "10",
+    "i": "1",
+    "ii": "2",
+    "iii": "3",
+    "iv": "4",
+    "v": "5",
+    "vi": "6",
+    "vii": "7",
+    "viii": "8",
+    "ix": "9",
+    "x": "10",
+}
 _GENERIC_NAME_WORDS = frozenset({"negeri", "kota"})
 # Words that start many names and identify nothing alone ("Bogor Barat", "Tanah Baru").
 _AREA_WORDS = _wordset(
@@ -575,8 +939,15 @@ _CLAUSE = re.compile(r"[.,;:!?()\[\]{}\"/+&|\n*#=<>]+|\s[-–—]\s")
 _TOKEN = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
 _RTRW = re.compile(r"^(rt|rw)0*(\d{1,3})$")
 _REDUP = re.compile(r"^([a-z]{3,})2(an|nya)?$")
-_MULTIPLIERS = {"rb": 1_000, "ribu": 1_000, "rebu": 1_000, "k": 1_000, "jt": 1_000_000,
-                "juta": 1_000_000, "million": 1_000_000}
+_MULTIPLIERS = {
+    "rb": 1_000,
+    "ribu": 1_000,
+    "rebu": 1_000,
+    "k": 1_000,
+    "jt": 1_000_000,
+    "juta": 1_000_000,
+    "million": 1_000_000,
+}
 
 
 def _fold(text: str) -> str:
@@ -585,7 +956,7 @@ def _fold(text: str) -> str:
 
 
 def _money(match: re.Match[str]) -> str:
-    """"50rb", "50 ribu", "50k" and "Rp 50.000" are one amount: "rp50000"."""
+    """ "50rb", "50 ribu", "50k" and "Rp 50.000" are one amount: "rp50000"."""
     digits = match.group(1) or match.group(3)
     value = int(re.sub(r"[.,]", "", digits))
     unit = (match.group(2) or "").casefold()
@@ -793,11 +1164,15 @@ def _places_in(tokens: list[_Token], used: set[int]) -> set[Place]:
             nxt = tokens[i + 1]
             weak = word in _WEAK_PREPOSITIONS
             if (not weak or nxt.capital or word == "di") and nxt.word not in (
-                "jalan", "gang", "kelurahan", "kecamatan"
+                "jalan",
+                "gang",
+                "kelurahan",
+                "kecamatan",
             ):
                 name, end = _name_after(tokens, i + 1, 3)
                 followed = end < n and (
-                    tokens[end].word in _EN_HEADS or tokens[end].word in _STREET_SUFFIXES
+                    tokens[end].word in _EN_HEADS
+                    or tokens[end].word in _STREET_SUFFIXES
                     or tokens[end].word in ("village", "district", "kelurahan")
                 )
                 short = not nxt.capital and len(name[0]) < (4 if weak else 3) if name else True
@@ -829,8 +1204,21 @@ def _address_places(address: str) -> set[Place]:
 
 
 _SUFFIXES = ("nya", "kan", "an")
-_PREFIXES = ("meng", "mem", "men", "peng", "pem", "pen", "ter", "ber", "per", "di", "ke", "se",
-             "me")
+_PREFIXES = (
+    "meng",
+    "mem",
+    "men",
+    "peng",
+    "pem",
+    "pen",
+    "ter",
+    "ber",
+    "per",
+    "di",
+    "ke",
+    "se",
+    "me",
+)
 _EN_SUFFIXES = ("ing", "ed", "es", "s")
 
 
@@ -889,6 +1277,7 @@ def analyse(text: str, address: str | None = None) -> TextAnalysis:
         places |= _address_places(address)
     return TextAnalysis(tuple(problem), frozenset(places))
 
+
 # --------------------------------------------------------------------------- comparison
 
 WEAK_WEIGHT = 0.3
@@ -933,6 +1322,7 @@ def _coverage(these: Iterable[str], others: tuple[str, ...]) -> float:
     return matched / total if total else 0.0
 
 
+@lru_cache(maxsize=65536)
 def text_similarity(a: TextAnalysis, b: TextAnalysis) -> float:
     """How alike the problem words are, 0–1: the mean of how much of each one the other
     covers, so a terse report of the same problem still scores well ("lampu mati" against
@@ -963,6 +1353,7 @@ def _found(word: str, others: Iterable[str]) -> bool:
     return any(_word_match(word, o) > 0 for o in others)
 
 
+@lru_cache(maxsize=65536)
 def problem_overlap(a: TextAnalysis, b: TextAnalysis) -> float:
     """Do two texts name the same problem, 0–1? Once the place is settled, what matters is
     not how alike two descriptions read but whether they describe different problems.
@@ -992,6 +1383,7 @@ def problem_overlap(a: TextAnalysis, b: TextAnalysis) -> float:
     return share * (0.3 if _amounts_differ(a, b) else 1.0)
 
 
+@lru_cache(maxsize=65536)
 def _names_match(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """Two spellings of one name: "Pajajaran"/"Padjajaran", "Sindang Barang"/"Sindangbarang",
     "A Yani"/"Ahmad Yani", "Aut"/"Aut Suryakencana"."""
@@ -1001,8 +1393,10 @@ def _names_match(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     if fuzz.ratio(joined_a, joined_b) >= 85:
         return True
     short, long_ = sorted((a, b), key=len)
-    if len(short) < len(long_) and not set(short) <= _AREA_WORDS and all(
-        fuzz.ratio(x, y) >= 85 for x, y in zip(short, long_, strict=False)
+    if (
+        len(short) < len(long_)
+        and not set(short) <= _AREA_WORDS
+        and all(fuzz.ratio(x, y) >= 85 for x, y in zip(short, long_, strict=False))
     ):
         return True  # one name starts the other
     last_a, last_b = a[-1], b[-1]
@@ -1038,42 +1432,77 @@ class PlaceEvidence:
 _AREA_KINDS = ("street", "gang", "kelurahan", "kecamatan")
 
 
+@dataclass(frozen=True)
+class _PlaceIndex:
+    """One text's places sorted the way `place_evidence` reads them, built once per text."""
+
+    by_kind: Mapping[str, tuple[Place, ...]]  # street, gang, kelurahan, kecamatan, rw
+    rt: frozenset[tuple[str, ...]]
+    rw: frozenset[tuple[str, ...]]
+    named: tuple[Place, ...]  # areas, and landmarks with a name
+    areas: tuple[Place, ...]
+    landmarks: tuple[Place, ...]
+
+
+@lru_cache(maxsize=16384)
+def _place_index(places: frozenset[Place]) -> _PlaceIndex:
+    by_kind: dict[str, list[Place]] = {}
+    for place in places:
+        if place.kind in _AREA_KINDS or place.kind == "rw":
+            by_kind.setdefault(place.kind, []).append(place)
+    return _PlaceIndex(
+        by_kind={kind: tuple(found) for kind, found in by_kind.items()},
+        rt=frozenset(p.name for p in places if p.kind == "rt"),
+        rw=frozenset(p.name for p in places if p.kind == "rw"),
+        named=tuple(
+            p for p in places if p.kind in _AREA_KINDS or (p.kind == "landmark" and p.name)
+        ),
+        areas=tuple(p for p in places if p.kind in _AREA_KINDS),
+        landmarks=tuple(p for p in places if p.kind == "landmark"),
+    )
+
+
+def _area_conflict(ia: _PlaceIndex, ib: _PlaceIndex) -> bool:
+    """A street, gang, kelurahan, kecamatan or RW named by both, and none of them agree;
+    or the same RW with different RTs."""
+    for kind, these in ia.by_kind.items():
+        those = ib.by_kind.get(kind)
+        if those and not any(_names_match(x.name, y.name) for x in these for y in those):
+            return True
+    return bool(ia.rt and ib.rt and not ia.rt & ib.rt and ia.rw & ib.rw)
+
+
 def place_evidence(a: frozenset[Place], b: frozenset[Place]) -> PlaceEvidence:
     """Compare what two texts say about where. Streets, gangs, kelurahan, kecamatan and RW
     contradict when both name one and none agree; landmarks match or weaken a match."""
+    ia, ib = _place_index(a), _place_index(b)
     conflict = False
     match = False
     strength = 0
     for kind in (*_AREA_KINDS, "rw"):
-        these = [p for p in a if p.kind == kind]
-        those = [p for p in b if p.kind == kind]
+        these = ia.by_kind.get(kind, ())
+        those = ib.by_kind.get(kind, ())
         if these and those:
             if any(_names_match(x.name, y.name) for x in these for y in those):
                 match = match or kind != "rw"
                 strength += 1
             else:
                 conflict = True
-    rt_a = {p.name for p in a if p.kind == "rt"}
-    rt_b = {p.name for p in b if p.kind == "rt"}
-    rw_a = {p.name for p in a if p.kind == "rw"}
-    rw_b = {p.name for p in b if p.kind == "rw"}
-    if rt_a & rt_b and rw_a & rw_b:
+    if ia.rt & ib.rt and ia.rw & ib.rw:
         match = True
-    if rt_a and rt_b and not rt_a & rt_b and rw_a & rw_b:
+    if ia.rt and ib.rt and not ia.rt & ib.rt and ia.rw & ib.rw:
         conflict = True
     # A place named as a street in one text may be a bare name in the other ("Jl. Katulampa",
     # "at Katulampa"; "Jl. Sudirman", "di sudirman").
-    named_a = [p for p in a if p.kind in _AREA_KINDS or (p.kind == "landmark" and p.name)]
-    named_b = [p for p in b if p.kind in _AREA_KINDS or (p.kind == "landmark" and p.name)]
     cross_match = any(
         x.kind != y.kind and _heads_compatible(x.head, y.head) and _names_match(x.name, y.name)
-        for x in named_a
-        for y in named_b
+        for x in ia.named
+        for y in ib.named
     )
     # Spots: landmarks that are not just another way of naming a street or area of either.
-    areas = [p for p in (*a, *b) if p.kind in _AREA_KINDS]
-    spots_a = [p for p in a if p.kind == "landmark" and not _names_an_area(p, areas)]
-    spots_b = [p for p in b if p.kind == "landmark" and not _names_an_area(p, areas)]
+    areas = (*ia.areas, *ib.areas)
+    spots_a = [p for p in ia.landmarks if not _names_an_area(p, areas)]
+    spots_b = [p for p in ib.landmarks if not _names_an_area(p, areas)]
     spot_match = any(_landmarks_match(x, y) for x in spots_a for y in spots_b)
     # Each names a spot the other does not know: two spots (one text naming two landmarks
     # where the other names one of them is no contradiction).
@@ -1131,6 +1560,115 @@ def _analysis(candidate: IncidentCandidate) -> TextAnalysis:
     return analyse(candidate.text, candidate.address)
 
 
+def _decide(
+    ta: TextAnalysis,
+    tb: TextAnalysis,
+    places: PlaceEvidence,
+    distance: float | None,
+    rules: LinkRules,
+) -> tuple[float, float] | None:
+    """(the score, the threshold it must reach) for two reports of one topic, within the
+    window and not placed apart; None when they cannot be linked."""
+    if distance is not None or places.match:
+        return problem_overlap(ta, tb), rules.overlap_threshold
+    if places.spot_conflict or _names_places(ta) or _names_places(tb):
+        # Both say where, and not the same place; or one says where and the other could be
+        # anywhere in the city ("lampu jalan mati").
+        return None
+    if problem_overlap(ta, tb) < rules.overlap_threshold:
+        return None
+    return text_similarity(ta, tb), rules.text_threshold_unplaced
+
+
+def _score(
+    ta: TextAnalysis,
+    tb: TextAnalysis,
+    places: PlaceEvidence,
+    distance: float | None,
+    rules: LinkRules,
+) -> float:
+    location = 0.0
+    if distance is not None:
+        location = 1.0 - distance / rules.max_distance_m
+    if places.match:
+        location = max(location, min(1.0, 0.6 + 0.2 * places.strength))
+    text = text_similarity(ta, tb)
+    overlap = problem_overlap(ta, tb)
+    return round(0.4 * overlap + 0.3 * text + 0.3 * location, 6)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One complaint against one stored report, everything linking asks, read once:
+    `contradicts`, `same_incident` and `similarity` agree with these fields."""
+
+    contradicts: bool
+    same_incident: bool
+    score: float
+
+
+_APART = Assessment(contradicts=True, same_incident=False, score=0.0)
+_UNRELATED = Assessment(contradicts=False, same_incident=False, score=0.0)
+
+
+def assess(
+    a: IncidentCandidate, b: IncidentCandidate, rules: LinkRules = DEFAULT_RULES
+) -> Assessment:
+    """Compare two reports once. The cheapest refusals come first (topic, distance, a
+    street or gang named differently), so the many unrelated reports of a flood cost little;
+    the problem words are compared only for reports that could be the same incident."""
+    if a.topic != b.topic:
+        return _APART
+    distance = _distance(a, b)
+    if distance is not None and distance > rules.max_distance_m:
+        return _APART
+    ta, tb = _analysis(a), _analysis(b)
+    if _area_conflict(_place_index(ta.places), _place_index(tb.places)):
+        return _APART
+    if not _within_window(a, b, rules):
+        return _UNRELATED
+    places = place_evidence(ta.places, tb.places)
+    decided = _decide(ta, tb, places, distance, rules)
+    if decided is None or decided[0] < decided[1]:
+        return _UNRELATED
+    return Assessment(False, True, _score(ta, tb, places, distance, rules))
+
+
+def choose_incident(
+    new: IncidentCandidate,
+    incidents: Mapping[int, Iterable[IncidentCandidate]],
+    rules: LinkRules = DEFAULT_RULES,
+) -> tuple[float, int] | None:
+    """The incident a new report joins: (score, its key), or None. An incident is refused
+    when any of its reports contradicts the new one (one report matching is not enough);
+    among the others that have a report of the same incident, the best such match wins."""
+    best: tuple[float, int] | None = None
+    # Reports that read alike at one place get one verdict: a flood of "jalan berlubang di
+    # Jl. Pajajaran" is compared once per different wording, not once per report.
+    verdicts: dict[tuple[Any, ...], Assessment] = {}
+    for key, reports in incidents.items():
+        score: float | None = None
+        for report in reports:
+            alike = (
+                report.topic,
+                report.lat,
+                report.lon,
+                _analysis(report),
+                _within_window(new, report, rules),
+            )
+            verdict = verdicts.get(alike)
+            if verdict is None:
+                verdict = verdicts[alike] = assess(new, report, rules)
+            if verdict.contradicts:
+                score = None
+                break
+            if verdict.same_incident and (score is None or verdict.score > score):
+                score = verdict.score
+        if score is not None and (best is None or score > best[0]):
+            best = (score, key)
+    return best
+
+
 def _threshold(
     a: IncidentCandidate, b: IncidentCandidate, rules: LinkRules
 ) -> tuple[float, float] | None:
@@ -1144,15 +1682,7 @@ def _threshold(
     distance = _distance(a, b)
     if distance is not None and distance > rules.max_distance_m:
         return None
-    if distance is not None or places.match:
-        return problem_overlap(ta, tb), rules.overlap_threshold
-    if places.spot_conflict or _names_places(ta) or _names_places(tb):
-        # Both say where, and not the same place; or one says where and the other could be
-        # anywhere in the city ("lampu jalan mati").
-        return None
-    if problem_overlap(ta, tb) < rules.overlap_threshold:
-        return None
-    return text_similarity(ta, tb), rules.text_threshold_unplaced
+    return _decide(ta, tb, places, distance, rules)
 
 
 def contradicts(
@@ -1189,17 +1719,10 @@ def similarity(
         return 0.0
     ta, tb = _analysis(a), _analysis(b)
     places = place_evidence(ta.places, tb.places)
-    text = text_similarity(ta, tb)
     distance = _distance(a, b)
     if places.conflict or (distance is not None and distance > rules.max_distance_m):
         return 0.0
-    location = 0.0
-    if distance is not None:
-        location = 1.0 - distance / rules.max_distance_m
-    if places.match:
-        location = max(location, min(1.0, 0.6 + 0.2 * places.strength))
-    overlap = problem_overlap(ta, tb)
-    return round(0.4 * overlap + 0.3 * text + 0.3 * location, 6)
+    return _score(ta, tb, places, distance, rules)
 
 
 # --------------------------------------------------------------------------- one reporter
@@ -1220,9 +1743,11 @@ def is_repeat(a_text: str, b_text: str, rules: LinkRules = DEFAULT_RULES) -> boo
         return True
     if problem_overlap(ta, tb) < rules.overlap_threshold:
         return False
-    return text_similarity(ta, tb) >= rules.repeat_threshold or fuzz.token_sort_ratio(
-        " ".join(ta.problem), " ".join(tb.problem)
-    ) >= 100 * rules.repeat_threshold
+    return (
+        text_similarity(ta, tb) >= rules.repeat_threshold
+        or fuzz.token_sort_ratio(" ".join(ta.problem), " ".join(tb.problem))
+        >= 100 * rules.repeat_threshold
+    )
 
 
 # A follow-up carries few problem words of its own: a place, "ini fotonya", "sudah 3 hari".

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import String, func, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from normalizer.complaint import Complaint
 from normalizer.similarity import (
     IncidentCandidate,
     LinkRules,
-    contradicts,
+    choose_incident,
     is_repeat,
     looks_like_new_complaint,
-    same_incident,
-    similarity,
 )
 from workers import models
 
@@ -40,6 +39,11 @@ class GroupingRules:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _stored_time(value: datetime | str) -> datetime:
+    """A time read without the column's type: a datetime (PostgreSQL) or SQLite's text."""
+    return _aware(value if isinstance(value, datetime) else datetime.fromisoformat(value))
 
 
 def serialize_reporter(session: Session, reporter: models.Reporter) -> None:
@@ -106,6 +110,15 @@ def open_case_of(
     return None
 
 
+# A stored report's candidate, kept per worker process: building it means reading the
+# case's first message and analysing its text, the same for every complaint it is compared
+# with. Keyed by the whole row (topic, place, updated_at — which every added message moves),
+# so a case whose topic changed, or whose burst piece stored out of order became its first
+# message, is read again.
+_CANDIDATES: dict[tuple[Any, ...], IncidentCandidate] = {}
+_CANDIDATES_MAX = 20_000
+
+
 def link_incident(
     session: Session, case: models.Case, complaint: Complaint, rules: GroupingRules
 ) -> models.Case | None:
@@ -113,64 +126,65 @@ def link_incident(
     if case.confidential:
         return None
     since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
-    rows = (
-        session.execute(
-            select(models.Case)
-            .where(
-                models.Case.topic == case.topic,
-                models.Case.confidential.is_(False),
-                models.Case.status.in_(OPEN_STATUSES),
-                models.Case.created_at >= since,
-                models.Case.reporter_id != case.reporter_id,
-                models.Case.id != case.id,
-            )
-            .order_by(models.Case.created_at.desc())
-            .limit(CANDIDATE_LIMIT)
+    Case = models.Case
+    # The times as the database gives them (no datetime parsed per row on SQLite): they
+    # are only a cache key here, and a stored case's creation is parsed when it is read.
+    rows = session.execute(
+        select(
+            Case.id,
+            Case.topic,
+            Case.lat,
+            Case.lon,
+            Case.address,
+            type_coerce(Case.created_at, String).label("created_at"),
+            type_coerce(Case.updated_at, String).label("updated_at"),
+            models.CaseLink.into_case_id,
         )
-        .scalars()
-        .all()
-    )
+        .outerjoin(models.CaseLink, models.CaseLink.case_id == Case.id)
+        .where(
+            Case.topic == case.topic,
+            Case.confidential.is_(False),
+            Case.status.in_(OPEN_STATUSES),
+            Case.created_at >= since,
+            Case.reporter_id != case.reporter_id,
+            Case.id != case.id,
+        )
+        .order_by(Case.created_at.desc())
+        .limit(CANDIDATE_LIMIT)
+    ).all()
     if not rows:
         return None
-    ids = [row.id for row in rows]
-    roots = dict(
-        session.execute(
-            select(models.CaseLink.case_id, models.CaseLink.into_case_id).where(
-                models.CaseLink.case_id.in_(ids)
-            )
-        ).all()
-    )
+    missing = [row.id for row in rows if tuple(row[:7]) not in _CANDIDATES]
     first_texts: dict[int, str] = {}
-    for case_id, body in session.execute(
-        select(models.Message.case_id, models.Message.text)
-        .where(models.Message.case_id.in_(ids), models.Message.direction == "in")
-        .order_by(models.Message.case_id, models.Message.received_at, models.Message.id)
-    ):
-        if case_id is not None:
-            first_texts.setdefault(case_id, body)
-    new = IncidentCandidate.from_complaint(complaint)
+    if missing:
+        for case_id, body in session.execute(
+            select(models.Message.case_id, models.Message.text)
+            .where(models.Message.case_id.in_(missing), models.Message.direction == "in")
+            .order_by(models.Message.case_id, models.Message.received_at, models.Message.id)
+        ):
+            if case_id is not None:
+                first_texts.setdefault(case_id, body)
+        if len(_CANDIDATES) + len(missing) > _CANDIDATES_MAX:
+            _CANDIDATES.clear()
     members: dict[int, list[IncidentCandidate]] = {}
     for row in rows:
-        candidate = IncidentCandidate.from_values(
-            {
-                "topic": row.topic,
-                "text": first_texts.get(row.id, ""),
-                "lat": row.lat,
-                "lon": row.lon,
-                "address": row.address,
-                "received_at": _aware(row.created_at),
-            }
-        )
-        members.setdefault(roots.get(row.id, row.id), []).append(candidate)
-    best: tuple[float, int] | None = None
-    for root, group in members.items():
-        if any(contradicts(new, other, rules.link) for other in group):
-            continue
-        if not any(same_incident(new, other, rules.link) for other in group):
-            continue
-        score = max(similarity(new, other, rules.link) for other in group)
-        if best is None or score > best[0]:
-            best = (score, root)
+        key = tuple(row[:7])
+        candidate = _CANDIDATES.get(key)
+        if candidate is None:
+            candidate = IncidentCandidate.from_values(
+                {
+                    "topic": row.topic,
+                    "text": first_texts.get(row.id, ""),
+                    "lat": row.lat,
+                    "lon": row.lon,
+                    "address": row.address,
+                    "received_at": _stored_time(row.created_at),
+                }
+            )
+            _CANDIDATES[key] = candidate
+        members.setdefault(row.into_case_id or row.id, []).append(candidate)
+    new = IncidentCandidate.from_complaint(complaint)
+    best = choose_incident(new, members, rules.link)
     if best is None:
         return None
     root_case = session.get(models.Case, best[1])

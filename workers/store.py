@@ -87,8 +87,20 @@ def store_complaints(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def store(context: Context, complaints: list[Complaint]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     with context.sessions() as session, session.begin():
+        # One query for the whole batch finds the messages a retried job already stored;
+        # a worker racing us is still caught by the unique key (see _store_one).
+        keys = [c.idempotency_key for c in complaints]
+        stored = set(
+            session.scalars(
+                select(models.Message.idempotency_key).where(
+                    models.Message.idempotency_key.in_(keys)
+                )
+            )
+        )
         for complaint in complaints:
-            outcomes.append(_store_one(context, session, complaint))
+            known = complaint.idempotency_key in stored
+            outcomes.append(_store_one(context, session, complaint, known=known))
+            stored.add(complaint.idempotency_key)
     return outcomes
 
 
@@ -102,10 +114,14 @@ def publish(context: Context, outcomes: list[Outcome]) -> None:
     pipe.execute()
 
 
-def _store_one(context: Context, session: Session, complaint: Complaint) -> Outcome:
-    existing = _existing(context, session, complaint.idempotency_key)
-    if existing is not None:
-        return existing
+def _store_one(
+    context: Context, session: Session, complaint: Complaint, *, known: bool = True
+) -> Outcome:
+    """`known`: the message may already be stored (a retried job, a repeat in the batch)."""
+    if known:
+        existing = _existing(context, session, complaint.idempotency_key)
+        if existing is not None:
+            return existing
     try:
         with session.begin_nested():
             return _create(context, session, complaint)
@@ -142,7 +158,10 @@ def _existing(context: Context, session: Session, key: str) -> Outcome | None:
     )
 
 
-def _reporter(context: Context, session: Session, complaint: Complaint) -> models.Reporter:
+def _reporter(
+    context: Context, session: Session, complaint: Complaint
+) -> tuple[models.Reporter, bool]:
+    """The reporter row for the complaint's sender, and whether it was made just now."""
     person = complaint.reporter
     confidential = complaint.confidential
     address_hash = context.crypto.lookup_hash(person.address) if person.address else None
@@ -156,7 +175,7 @@ def _reporter(context: Context, session: Session, complaint: Complaint) -> model
         if found is not None:
             if not confidential and person.name and not found.name:
                 found.name = person.name
-            return found
+            return found, False
     reporter = models.Reporter(
         kind=person.kind,
         confidential=confidential,
@@ -173,7 +192,7 @@ def _reporter(context: Context, session: Session, complaint: Complaint) -> model
         reporter.email = person.email
     session.add(reporter)
     session.flush()
-    return reporter
+    return reporter, True
 
 
 def _next_ticket(context: Context, session: Session, year: int, confidential: bool) -> str:
@@ -184,19 +203,22 @@ def _next_ticket(context: Context, session: Session, year: int, confidential: bo
             ticket = format_ticket(prefix, year, random.SystemRandom().randrange(10**6), True)
             if session.scalar(select(models.Case.id).where(models.Case.ticket == ticket)) is None:
                 return ticket
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(
-        insert(models.TicketCounter)
-        .values(prefix=prefix, year=year, last=0)
-        .on_conflict_do_nothing(index_elements=["prefix", "year"])
-    )
-    number = session.execute(
+    counter = (
         update(models.TicketCounter)
         .where(models.TicketCounter.prefix == prefix, models.TicketCounter.year == year)
         .values(last=models.TicketCounter.last + 1)
         .returning(models.TicketCounter.last)
-    ).scalar_one()
+    )
+    number = session.execute(counter).scalar_one_or_none()
+    if number is None:  # the year's first ticket
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(
+            insert(models.TicketCounter)
+            .values(prefix=prefix, year=year, last=0)
+            .on_conflict_do_nothing(index_elements=["prefix", "year"])
+        )
+        number = session.execute(counter).scalar_one()
     return format_ticket(prefix, year, number)
 
 
@@ -326,7 +348,7 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
             # A message in a confidential case's thread is as confidential as the case: a
             # reply saying only "photo attached" must not put the reporter in plain text.
             complaint = replace(complaint, confidential=True)
-    reporter = _reporter(context, session, complaint)
+    reporter, new_reporter = _reporter(context, session, complaint)
     serialize_reporter(session, reporter)
     if complaint.command == "status":
         return _status_request(context, session, complaint, reporter)
@@ -346,7 +368,7 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
 
     rules = _grouping_rules(context)
     grouped = None
-    if referenced is None:
+    if referenced is None and not new_reporter:  # someone new has no open case yet
         bursts = complaint.channel in BURST_CHANNELS
         grouped = open_case_of(session, reporter, complaint, rules, bursts=bursts)
     if grouped is not None:

@@ -35,12 +35,11 @@ from normalizer.similarity import (  # noqa: E402
     IncidentCandidate,
     LinkRules,
     analyse,
-    contradicts,
+    choose_incident,
     distance_m,
     place_evidence,
     problem_overlap,
     same_incident,
-    similarity,
     text_similarity,
 )
 
@@ -113,17 +112,8 @@ def link(items: Sequence[Item], rules: LinkRules = DEFAULT_RULES) -> dict[str, i
     incidents: list[list[Item]] = []
     assigned: dict[str, int] = {}
     for item in items:
-        best: tuple[float, int] | None = None
-        for number, members in enumerate(incidents):
-            if any(contradicts(item.candidate, m.candidate, rules) for m in members):
-                continue
-            scores = [
-                similarity(item.candidate, m.candidate, rules)
-                for m in members
-                if same_incident(item.candidate, m.candidate, rules)
-            ]
-            if scores and (best is None or max(scores) > best[0]):
-                best = (max(scores), number)
+        groups = {n: [m.candidate for m in members] for n, members in enumerate(incidents)}
+        best = choose_incident(item.candidate, groups, rules)
         if best is None:
             incidents.append([item])
             assigned[item.id] = len(incidents) - 1

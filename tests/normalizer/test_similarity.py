@@ -20,6 +20,7 @@ from normalizer.similarity import (
     IncidentCandidate,
     LinkRules,
     analyse,
+    assess,
     contradicts,
     distance_m,
     is_repeat,
@@ -357,6 +358,27 @@ def test_linking_precision_and_recall_on_the_evaluation_set() -> None:
     result = _evaluation_module().evaluate()
     assert result.precision >= 0.95, result.wrong_same
     assert result.recall >= 0.85, len(result.missed)
+
+
+def test_the_one_pass_assessment_agrees_with_each_question_on_every_pair() -> None:
+    """The store links with `assess` (one comparison per pair, cheapest refusals first);
+    it must say exactly what `contradicts`, `same_incident` and `similarity` say, on every
+    pair of the evaluation set and of the held-out set (about 62,000 ordered pairs)."""
+    evaluation = _evaluation_module()
+    items = evaluation.load() + evaluation.load(evaluation.HOLDOUT)
+    linked = 0
+    for a in items:
+        for b in items:
+            if a is b:
+                continue
+            verdict = assess(a.candidate, b.candidate)
+            assert verdict.contradicts == contradicts(a.candidate, b.candidate), (a.id, b.id)
+            same = same_incident(a.candidate, b.candidate)
+            assert verdict.same_incident == same, (a.id, b.id)
+            if same:
+                assert verdict.score == similarity(a.candidate, b.candidate), (a.id, b.id)
+                linked += 1
+    assert linked >= 400  # the check compared real matches, not only refusals
 
 
 def test_a_stored_time_without_a_zone_is_taken_as_utc() -> None:
