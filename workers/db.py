@@ -14,6 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
     """`immediate`: SQLite transactions take the write lock when they begin, so workers
     that read before they write (bursts, incidents) are serialised, not racing."""
+    # A database error's message quotes the statement's parameters, and those can be a
+    # reporter's number or address: it is logged by RQ and kept with the failed job.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url[len("postgres://") :]
     elif url.startswith("postgresql://"):

@@ -7,6 +7,7 @@ import time
 
 import redis
 from rq import SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from config.settings import Settings
@@ -15,8 +16,24 @@ from workers.context import Context, install
 # A worker that died mid-job is found by another worker's maintenance task; RQ's
 # default of 600 s is far too long for a complaint service, so look every 15 s.
 MAINTENANCE_INTERVAL = 15
+# An idle worker wakes (and so runs maintenance) every worker_ttl - 15 seconds.
+WORKER_TTL = 30
+# How long past its timeout a started job counts as running. RQ adds 60 s, for forking
+# workers whose monitor extends the heartbeat; a SimpleWorker runs the job itself and
+# kills it at its timeout, so a job still "started" a few seconds later is abandoned.
+ABANDONED_GRACE = 5
 RECONNECT_SECONDS = 1.0
 log = logging.getLogger("aduan.worker")
+
+
+class AduanWorker(SimpleWorker):
+    """RQ's SimpleWorker, with a job orphaned by a killed worker recovered within
+    timeout + ABANDONED_GRACE + MAINTENANCE_INTERVAL seconds instead of timeout + 60 + 600."""
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        if job.timeout and job.timeout > 0:
+            return int(max(job.timeout - working_time, 1)) + ABANDONED_GRACE
+        return int(self.job_monitoring_interval) + ABANDONED_GRACE
 
 
 def run_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> bool:
@@ -30,12 +47,12 @@ def run_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> bo
             # SimpleWorker runs jobs in its own process: no fork per job (several times
             # the throughput of the forking Worker); jobs are idempotent, so a crash only
             # retries.
-            worker = SimpleWorker(
+            worker = AduanWorker(
                 [settings.queue_name],
                 connection=connection,
                 serializer=JSONSerializer,
                 maintenance_interval=MAINTENANCE_INTERVAL,
-                worker_ttl=60,
+                worker_ttl=WORKER_TTL,
             )
             worked = (
                 bool(worker.work(burst=burst, with_scheduler=not burst, logging_level="WARNING"))

@@ -237,15 +237,6 @@ def report(request: pytest.FixtureRequest, text: str) -> None:
             reporter.write_line(text)
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason="open (issue 7/8): workers now survive a Redis restart, but after it the store "
-    "drains too slowly for the test's 60 s wait (incident linking scans up to 300 similar "
-    "cases per complaint), and a SIGKILLed SimpleWorker's job is recovered only after its "
-    "30 s timeout + 60 s. Acknowledged complaints stay queued, not lost; remove this marker "
-    "once the store keeps up.",
-)
 async def test_nothing_acknowledged_is_lost_or_duplicated_while_processes_die(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
