@@ -53,6 +53,10 @@ def _float(key: str, value: str, low: float, high: float) -> float:
     return number
 
 
+# Seconds before each retry of a reply a provider could not take: about ten minutes in all.
+DEFAULT_SEND_RETRY_INTERVALS = (1, 2, 5, 10, 30, 60, 120, 300)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -103,6 +107,9 @@ class Settings:
     session_idle_minutes: int
     sla_verify_days: int
     timezone: str
+    # Outbound sends (defaults, so that code building Settings by hand keeps working)
+    send_retry_intervals: tuple[int, ...] = DEFAULT_SEND_RETRY_INTERVALS
+    send_timeout_seconds: float | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -317,6 +324,13 @@ def load_settings(
             "ADUAN_SLA_VERIFY_DAYS", get("ADUAN_SLA_VERIFY_DAYS", "3") or "", 1, 60
         ),
         timezone=_timezone(get("ADUAN_TIMEZONE", "Asia/Jakarta") or "Asia/Jakarta"),
+        # Outbound sends
+        send_retry_intervals=_retry_intervals(get("ADUAN_SEND_RETRY_INTERVALS")),
+        send_timeout_seconds=(
+            None
+            if get("ADUAN_SEND_TIMEOUT") is None
+            else _float("ADUAN_SEND_TIMEOUT", get("ADUAN_SEND_TIMEOUT") or "", 0.1, 300)
+        ),
     )
 
 
@@ -352,3 +366,21 @@ def _timezone(value: str) -> str:
             f"not {value!r}."
         ) from None
     return value
+
+
+# Outbound sends
+def _retry_intervals(value: str | None) -> tuple[int, ...]:
+    """Seconds to wait before each retry of a reply the provider could not take; as many
+    retries as there are values."""
+    if value is None:
+        return DEFAULT_SEND_RETRY_INTERVALS
+    try:
+        intervals = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        intervals = ()
+    if not 1 <= len(intervals) <= 25 or not all(0 <= i <= 86400 for i in intervals):
+        raise SettingsError(
+            "Setting 'ADUAN_SEND_RETRY_INTERVALS' must be 1 to 25 comma-separated whole "
+            f"numbers of seconds (0 to 86400), such as '1,2,5,10', not {value!r}."
+        )
+    return intervals

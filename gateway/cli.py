@@ -1,4 +1,5 @@
-"""`aduan`: serve, worker, db upgrade, webhooks, outbox, failed list / requeue, operator."""
+"""`aduan`: serve, worker, db upgrade, webhooks, outbox, failed list / requeue, operator,
+keys generate / rotate."""
 
 from __future__ import annotations
 
@@ -186,6 +187,90 @@ def cmd_operator(settings: Settings, args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def cmd_keys_generate(_settings: Settings | None, _args: argparse.Namespace) -> int:
+    from workers.crypto import generate_key
+
+    print(generate_key())
+    return 0
+
+
+def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    """Re-seal the case store with the first key of ADUAN_ENCRYPTION_KEY.
+
+    Safe to run again after an interruption, and while aduan runs (every process must
+    already have the new key first in its ADUAN_ENCRYPTION_KEY)."""
+    import redis
+    from sqlalchemy.exc import DBAPIError
+
+    from workers.crypto import Crypto
+    from workers.db import make_engine
+    from workers.keys import Counts, rotate_store, stale_in_queue, stale_in_spool
+
+    if args.batch_size < 1:
+        raise SettingsError("--batch-size must be at least 1.")
+    crypto = Crypto(settings.encryption_keys, settings.secret_key)
+    engine = make_engine(settings.effective_database_url)
+    where = engine.url.render_as_string(hide_password=True)
+    count = len(settings.encryption_keys)
+    print(f"Re-sealing {where} with the newest of {count} key(s) in ADUAN_ENCRYPTION_KEY.")
+
+    def progress(label: str, counts: Counts) -> None:
+        if counts.seen and counts.seen % (args.batch_size * 20) == 0:
+            print(f"  {label}: {counts.seen} so far…", flush=True)
+
+    try:
+        results = rotate_store(engine, crypto, batch_size=args.batch_size, progress=progress)
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        print(
+            f"aduan: cannot read the case store ({reason}); check DATABASE_URL and run "
+            "`aduan db upgrade`. Nothing after the last completed batch was changed.",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        engine.dispose()
+    unreadable = 0
+    for label, counts in results.items():
+        line = f"  {label:26} {counts.rotated:7} re-sealed {counts.current:7} already current"
+        if counts.unreadable:
+            shown = ", ".join(str(i) for i in counts.unreadable[:10])
+            more = " …" if len(counts.unreadable) > 10 else ""
+            line += f" {len(counts.unreadable):7} UNREADABLE (ids {shown}{more})"
+        unreadable += len(counts.unreadable)
+        print(line)
+
+    waiting = stale_in_spool(settings.data_dir / "spool", crypto)
+    redis_url = settings.redis_url or _embedded_socket(settings)
+    if redis_url is not None:
+        connection = redis.Redis.from_url(redis_url, socket_connect_timeout=5)
+        try:
+            waiting += stale_in_queue(connection, settings.queue_name, crypto)
+        except redis.RedisError as exc:
+            print(f"  (queue not checked: {type(exc).__name__})")
+        finally:
+            connection.close()
+    else:
+        print("  (queue not checked: REDIS_URL is not set and no embedded Redis is running)")
+    if waiting:
+        print(
+            f"{waiting} queued, failed or spooled complaint(s) are still sealed with an older "
+            "key: let the worker store them (or `aduan failed requeue`) before removing it."
+        )
+    if unreadable:
+        print(
+            f"aduan: {unreadable} sealed value(s) open with none of the configured keys; "
+            "the key that sealed them is missing from ADUAN_ENCRYPTION_KEY.",
+            file=sys.stderr,
+        )
+        return 1
+    if count > 1 and not waiting:
+        print("Done: the older key(s) can now be removed from ADUAN_ENCRYPTION_KEY.")
+    else:
+        print("Done.")
+    return 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.server import serve
 
@@ -235,17 +320,34 @@ def build_parser() -> argparse.ArgumentParser:
             "--password-stdin", action="store_true", help="read the password from standard input"
         )
     operator.set_defaults(func=cmd_operator)
+    keys = sub.add_parser("keys", help="the encryption key of confidential contact details")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub.add_parser("generate", help="print a fresh key for ADUAN_ENCRYPTION_KEY").set_defaults(
+        func=cmd_keys_generate, needs_settings=False
+    )
+    rotate = keys_sub.add_parser(
+        "rotate", help="re-seal every sealed value with the first key of ADUAN_ENCRYPTION_KEY"
+    )
+    rotate.add_argument(
+        "--batch-size", type=int, default=500, help="rows per committed batch (default 500)"
+    )
+    rotate.set_defaults(func=cmd_keys_rotate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not getattr(args, "needs_settings", True):
+        return int(args.func(None, args))
     try:
         settings = load_settings(create_secrets=args.command == "serve")
     except SettingsError as exc:
         print(f"aduan: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings.log_level)
+    # Says at DEBUG that DEBUG is on, in the gateway and in the worker it starts; never
+    # the settings themselves (DATABASE_URL may hold a password).
+    log.debug("aduan %s: logging at %s", args.command, settings.log_level)
     try:
         return int(args.func(settings, args))
     except SettingsError as exc:

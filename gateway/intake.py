@@ -47,6 +47,14 @@ def claim_key(key: str) -> str:
     return f"aduan:claim:{key}"
 
 
+def _may_be_confidential(complaint: Complaint) -> bool:
+    """A message that points at an existing case (STATUS, a ticket number, an email or
+    WhatsApp reply) may come from a confidential reporter about their confidential case:
+    only the store can tell, so it travels sealed too. Otherwise "STATUS BGR-2026-R…"
+    would sit in Redis next to the number that sent it."""
+    return bool(complaint.command or complaint.ticket_ref or complaint.reply_to)
+
+
 class QueueUnavailable(Exception):
     """The complaint could not be made durable: the caller must not acknowledge it."""
 
@@ -192,7 +200,7 @@ class Intake:
         """What goes into the queue or the spool. A confidential complaint travels sealed:
         Redis's append-only file and the spool are disk too, and "encrypted at rest"
         means there as well."""
-        if self.crypto is None or not complaint.confidential:
+        if self.crypto is None or not (complaint.confidential or _may_be_confidential(complaint)):
             return complaint.to_dict()
         return {
             "idempotency_key": complaint.idempotency_key,
@@ -231,6 +239,15 @@ class Intake:
         try:
             state = await self._claim_and_enqueue(complaint, digest, content_check)
             metrics.INTAKE.labels(complaint.channel, state).inc()
+            # Never the reporter here, not even at DEBUG: a confidential reporter's
+            # identity must reach no log (DESIGN.md); the key is enough to follow it.
+            log.debug(
+                "%s message %s: %s%s",
+                complaint.channel,
+                key,
+                state,
+                " (confidential)" if complaint.confidential else "",
+            )
             metrics.ACK_SECONDS.labels(complaint.channel).observe(time.perf_counter() - started)
             outcome = None
             if future is not None and wait and state != "spooled":

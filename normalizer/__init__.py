@@ -9,6 +9,7 @@ from channels.base import InboundMessage
 from normalizer.commands import parse_command
 from normalizer.complaint import Complaint, Reporter
 from normalizer.language import guess_language
+from normalizer.redact import redact_identity
 from normalizer.reporter import InvalidContact, reporter_for
 from normalizer.text import clean_text, fingerprint, title_of
 from normalizer.tickets import find_ticket
@@ -55,6 +56,9 @@ def normalize(message: InboundMessage, rules: Rules) -> Complaint:
         or mentions_confidential_marker(f"{subject or ''} {text}", rules.taxonomy)
     )
     language = message.language_hint if message.language_hint in ("id", "en") else None
+    if confidential:
+        text = redact_identity(text, reporter)
+        subject = redact_identity(subject, reporter) if subject else subject
     return Complaint(
         idempotency_key=idempotency_key(
             message.channel, message.provider, message.provider_message_id

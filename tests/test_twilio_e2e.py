@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from tests.channels.harness import TESTDATA
 from tests.conftest import ROOT, Stack, eventually, free_port, settings_env
 from tests.fakes.stack import phone_number, provider_stack
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import png_bytes
+from tests.helpers import dump_database, png_bytes
 from workers import models
 from workers.db import make_engine, session_factory
 
@@ -304,6 +305,37 @@ async def test_a_confidential_sms_never_shows_the_number_in_a_log(
     logs = await asyncio.to_thread(Path(twilio_stack.worker_log).read_text) + caplog.text
     for form in (number, number.lstrip("+"), number[3:]):
         assert form not in logs
+
+
+async def test_asking_the_status_of_a_confidential_case_keeps_the_number_sealed(
+    gateway: Client, twilio_stack: Stack, twilio_api: FakeTwilio, store: Store
+) -> None:
+    """STATUS with a confidential ticket is about that case: the number that asks is
+    stored as the confidential reporter (sealed), never in clear beside the case."""
+    number = phone_number()
+    report = recorded(
+        "sms_text.form", From=number, Body="Oknum minta pungli Rp100.000 untuk izin usaha"
+    )
+    assert (await post(gateway, twilio_stack, "/webhooks/twilio", report)).status == 200
+    [receipt_reply] = await eventually(lambda: replies_to(twilio_api, number))
+    found = re.search(
+        r"(BGR-\d{4}-R\d+-\d).*?([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})", receipt_reply["Body"]
+    )
+    assert found, receipt_reply["Body"]
+    ticket, receipt = found.groups()
+    ask = recorded(
+        "sms_status_command.form",
+        From=number,
+        MessageSid="SM" + secrets.token_hex(16),
+        Body=f"STATUS {ticket} {receipt}",
+    )
+    assert (await post(gateway, twilio_stack, "/webhooks/twilio", ask)).status == 200
+    replies = await eventually(lambda: r if len(r := replies_to(twilio_api, number)) == 2 else None)
+    assert ticket in replies[1]["Body"]  # the reporter is told the status of their case
+    stored = await asyncio.to_thread(dump_database, store.engine)
+    assert ticket in stored
+    for form in (number, number.lstrip("+"), number[3:]):
+        assert form not in stored
 
 
 async def test_media_over_the_limit_or_not_what_it_claims_is_not_kept(

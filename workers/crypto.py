@@ -17,7 +17,9 @@ class Crypto:
     """`keys` newest first: new data is sealed with the first, any of them opens it."""
 
     def __init__(self, keys: tuple[str, ...], secret_key: str) -> None:
-        self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
+        fernets = [Fernet(k.encode()) for k in keys]
+        self._fernet = MultiFernet(fernets)
+        self._newest = fernets[0]
         self._hash_key = hashlib.sha256(b"aduan-lookup\x00" + secret_key.encode()).digest()
 
     def seal(self, value: Any) -> str:
@@ -30,7 +32,20 @@ class Crypto:
             raise ValueError("Sealed value cannot be opened with any configured key.") from None
 
     def rotate(self, token: str) -> str:
-        return self._fernet.rotate(token.encode()).decode()
+        """The same value sealed with the newest key; ValueError if no key opens it."""
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise ValueError("Sealed value cannot be opened with any configured key.") from None
+
+    def is_current(self, token: str) -> bool:
+        """Whether the newest key alone opens `token`, so rotating it again is needless.
+        Fernet checks its HMAC before decrypting: a token of another key fails fast."""
+        try:
+            self._newest.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
 
     def lookup_hash(self, value: str) -> str:
         """Find a reporter by address without keeping the address readable."""
@@ -38,6 +53,11 @@ class Crypto:
 
     def check_receipt(self, receipt: str, expected_hash: str) -> bool:
         return hmac.compare_digest(self.lookup_hash(normalize_receipt(receipt)), expected_hash)
+
+
+def generate_key() -> str:
+    """A fresh key for ADUAN_ENCRYPTION_KEY (32 random bytes, url-safe base64)."""
+    return Fernet.generate_key().decode()
 
 
 def new_receipt() -> str:

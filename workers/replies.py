@@ -2,35 +2,83 @@
 
 A delivery is sent only while it is `queued`; once a provider accepted it, a retried
 job finds it `sent` and does nothing, so one inbound message gets one answer.
+
+What a provider answers decides what happens next:
+
+- accepted: the delivery is `sent`, with the provider's message id;
+- refused for good (invalid number, unsubscribed, template unknown, mailbox does not
+  exist): `failed`, with the provider's error code, after that one attempt;
+- not now (5xx, throttled, timed out, unreachable): the sender raises `SendDeferred`,
+  the delivery goes back to `queued` with the reason, and RQ retries the job after the
+  next of ADUAN_SEND_RETRY_INTERVALS (longer if the provider asked for it with
+  `Retry-After`). When the last retry fails too, the delivery is `failed` with
+  "gave up after N attempts: <reason>", and the job waits in RQ's failed registry:
+  `aduan failed list` shows it, `aduan failed requeue` sends it again.
+
+Errors recorded here are codes and exception names only: a provider's own text may
+quote the recipient's number or address.
+
+`requeue_stranded` picks up deliveries no job will ever send (committed while the queue
+was down, or claimed by a worker that died mid-send); `sweep` runs it at most once a
+minute across all workers, for a worker's maintenance hook.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rq import Retry
-from sqlalchemy import CursorResult, update
+from rq import Retry, get_current_job
+from rq.job import Job
+from sqlalchemy import CursorResult, and_, or_, select, update
 
 import workers.senders.registry  # noqa: F401 - registers the provider senders
 from workers import models
 from workers.context import Context, current
-from workers.senders import Outgoing, SendResult, sender_for
+from workers.senders import Outgoing, SendDeferred, SendResult, sender_for
 
 log = logging.getLogger("aduan.replies")
 
+GAVE_UP = "gave up after"  # the error of a delivery whose job ran out of retries
+# A provider's Retry-After is honoured up to this many seconds.
+MAX_RETRY_AFTER = 600
+# Where the job that will send a delivery is noted, for the sweep to check. By queue:
+# deployments sharing one Redis have queues, and delivery ids, of their own.
+JOB_KEY_TTL = 7 * 24 * 3600
+# A delivery still `queued`, never tried and with no job after this long was never queued.
+STRANDED_AFTER = timedelta(minutes=5)
+# No send takes this long (every sender has a timeout): its worker is gone.
+SENDING_STALE_AFTER = timedelta(minutes=10)
+SWEEP_LOCK = "aduan:sweep:deliveries:{}"
+SWEEP_EVERY_SECONDS = 60
 
-def enqueue_deliveries(context: Context, ids: Iterable[int]) -> None:
+
+def job_key(queue_name: str, delivery_id: int) -> str:
+    return f"aduan:delivery-job:{queue_name}:{delivery_id}"
+
+
+def enqueue_deliveries(context: Context, ids: Iterable[int], *, swept: bool = False) -> None:
+    """Queue the reply job for these committed deliveries, with retries and backoff."""
     ids = list(ids)
-    if ids:
-        context.queue.enqueue(
-            send_deliveries,
-            ids,
-            retry=Retry(max=8, interval=[1, 2, 5, 10, 30, 60, 120, 300]),
-            job_id=f"send-{'-'.join(str(i) for i in ids[:8])}-{len(ids)}",
-        )
+    if not ids:
+        return
+    intervals = list(context.settings.send_retry_intervals)
+    job_id = f"send-{'-'.join(str(i) for i in ids[:8])}-{len(ids)}"
+    if swept:
+        job_id += f"-swept-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
+    context.queue.enqueue(
+        send_deliveries,
+        ids,
+        retry=Retry(max=len(intervals), interval=intervals),
+        job_id=job_id,
+    )
+    pipe = context.redis.pipeline(transaction=False)
+    for delivery_id in ids:
+        pipe.set(job_key(context.settings.queue_name, delivery_id), job_id, ex=JOB_KEY_TTL)
+    pipe.execute()
 
 
 def _recipient(context: Context, reporter: models.Reporter, channel: str) -> str | None:
@@ -45,27 +93,70 @@ def _recipient(context: Context, reporter: models.Reporter, channel: str) -> str
 
 
 def send_deliveries(ids: list[int]) -> dict[str, int]:
-    """RQ job: send each queued delivery once."""
+    """RQ job: send each queued delivery once.
+
+    Every delivery of the batch is tried, even after one could not be sent; the job then
+    fails (and is retried) if any could not, naming the first reason.
+    """
     context = current()
+    job = get_current_job()
+    # Outside RQ, or on a job with no retries left (the last one, or a requeued one).
+    final = job is None or not job.retries_left
     counts: dict[str, int] = {}
+    deferred: list[tuple[int, SendDeferred]] = []
     for delivery_id in ids:
-        status = _send_one(context, delivery_id)
+        try:
+            status = _send_one(context, delivery_id, final=final)
+        except SendDeferred as exc:
+            deferred.append((delivery_id, exc))
+            status = "failed" if final else "queued"
         counts[status] = counts.get(status, 0) + 1
+    if deferred:
+        if job is not None and not final:
+            waits = [exc.retry_after for _, exc in deferred if exc.retry_after]
+            if waits:
+                _wait_at_least(job, max(waits))
+        first_id, first = deferred[0]
+        more = f" (and {len(deferred) - 1} more)" if len(deferred) > 1 else ""
+        raise SendDeferred(f"delivery {first_id}: {first.error}{more}", first.retry_after)
     return counts
 
 
-def _send_one(context: Context, delivery_id: int) -> str:
+def _wait_at_least(job: Job, seconds: float) -> None:
+    """Make this job's next retry wait at least `seconds`, as the provider asked.
+
+    RQ reads the next interval from the job (the same object the worker handles the
+    failure with) when it schedules the retry, and saves it with the job.
+    """
+    intervals = list(job.retry_intervals or [0])
+    index = max(len(intervals) - int(job.retries_left or 0), 0)
+    if index >= len(intervals):
+        return
+    intervals[index] = max(intervals[index], min(math.ceil(seconds), MAX_RETRY_AFTER))
+    job.retry_intervals = intervals
+
+
+def _claimable() -> Any:
+    """Queued, or given up on after its retries (`aduan failed requeue` sends it again)."""
+    return or_(
+        models.Delivery.status == "queued",
+        and_(models.Delivery.status == "failed", models.Delivery.error.startswith(GAVE_UP)),
+    )
+
+
+def _send_one(context: Context, delivery_id: int, *, final: bool = True) -> str:
     # Claim first, in its own transaction: of two workers holding the same id, only the
     # one whose UPDATE matched sends. No row lock is held while the provider answers.
     with context.sessions() as session, session.begin():
         claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(models.Delivery)
-            .where(models.Delivery.id == delivery_id, models.Delivery.status == "queued")
+            .where(models.Delivery.id == delivery_id, _claimable())
             .values(status="sending", updated_at=datetime.now(UTC))
         )
         if claimed.rowcount != 1:
             return "skipped"
         delivery = session.get_one(models.Delivery, delivery_id)
+        channel = delivery.channel
         reporter = (
             session.get(models.Reporter, delivery.reporter_id) if delivery.reporter_id else None
         )
@@ -90,13 +181,30 @@ def _send_one(context: Context, delivery_id: int) -> str:
     else:
         try:
             result = sender_for(context, outgoing.channel).send(outgoing)
-        except Exception:
-            # Put it back so the retried job sends it; the failure is the job's to report.
-            _finish(context, delivery_id, SendResult(status="queued", error="send raised"))
-            raise
+        except Exception as exc:
+            # Not now: put it back, with the reason, for the retried job to send; on the
+            # last try, record that it was given up on.
+            if isinstance(exc, SendDeferred):
+                deferred = exc
+            else:
+                deferred = SendDeferred(f"send raised {type(exc).__name__}")
+                deferred.__cause__ = exc
+            _finish(context, delivery_id, _not_sent(context, delivery_id, deferred.error, final))
+            log.warning("delivery %s on %s not sent: %s", delivery_id, channel, deferred.error)
+            raise deferred from deferred.__cause__
     _finish(context, delivery_id, result)
-    log.info("delivery %s on %s: %s", delivery_id, delivery.channel, result.status)
+    log.info("delivery %s on %s: %s", delivery_id, channel, result.status)
     return result.status
+
+
+def _not_sent(context: Context, delivery_id: int, reason: str, final: bool) -> SendResult:
+    if not final:
+        return SendResult(status="queued", error=reason)
+    with context.sessions() as session:
+        attempts = session.scalar(
+            select(models.Delivery.attempts).where(models.Delivery.id == delivery_id)
+        )
+    return SendResult(status="failed", error=f"{GAVE_UP} {(attempts or 0) + 1} attempts: {reason}")
 
 
 def _finish(context: Context, delivery_id: int, result: SendResult) -> None:
@@ -108,3 +216,85 @@ def _finish(context: Context, delivery_id: int, result: SendResult) -> None:
         delivery.provider_id = result.provider_id or delivery.provider_id
         delivery.error = result.error
         delivery.updated_at = datetime.now(UTC)
+
+
+STOPPED_WHILE_SENDING = "the worker stopped while sending: it may have gone out; not sent again"
+
+
+def requeue_stranded(
+    context: Context,
+    *,
+    stranded_after: timedelta = STRANDED_AFTER,
+    sending_stale_after: timedelta = SENDING_STALE_AFTER,
+    limit: int = 500,
+) -> list[int]:
+    """Queue again the deliveries no job will ever send; their ids.
+
+    - `queued`, never tried, older than `stranded_after`, and the job noted for it is
+      gone (or none was ever noted): it was committed while the queue was down. Sent.
+    - `sending` for longer than any send takes: the worker that claimed it died mid-send,
+      and the provider may have taken it. It is NOT sent again (a reporter must never be
+      answered twice): it becomes `failed`, saying so, in the console's failed outbox,
+      where an operator can check with the reporter and reply by hand.
+
+    A delivery whose job is waiting, scheduled for a retry, running, or in the failed
+    registry (for `aduan failed requeue`) is left to that job.
+    """
+    now = datetime.now(UTC)
+    with context.sessions() as session:
+        queued = session.scalars(
+            select(models.Delivery.id)
+            .where(
+                models.Delivery.status == "queued",
+                models.Delivery.attempts == 0,
+                models.Delivery.updated_at < now - stranded_after,
+            )
+            .order_by(models.Delivery.id)
+            .limit(limit)
+        ).all()
+    stranded = [i for i in queued if not _has_job(context, i)]
+    with context.sessions() as session, session.begin():
+        stale = session.scalars(
+            select(models.Delivery.id)
+            .where(
+                models.Delivery.status == "sending",
+                models.Delivery.updated_at < now - sending_stale_after,
+            )
+            .order_by(models.Delivery.id)
+            .limit(limit)
+        ).all()
+        if stale:
+            session.execute(
+                update(models.Delivery)
+                .where(models.Delivery.id.in_(stale), models.Delivery.status == "sending")
+                .values(
+                    status="failed",
+                    error=STOPPED_WHILE_SENDING,
+                    updated_at=now,
+                )
+            )
+    if stale:
+        log.warning("%d deliveries were interrupted while sending; marked failed", len(stale))
+    found = sorted(stranded)
+    for start in range(0, len(found), 50):
+        enqueue_deliveries(context, found[start : start + 50], swept=True)
+    if found:
+        log.warning("queued %d stranded deliveries again", len(found))
+    return found
+
+
+def _has_job(context: Context, delivery_id: int) -> bool:
+    job_id = context.redis.get(job_key(context.settings.queue_name, delivery_id))
+    if job_id is None:
+        return False
+    name = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+    return bool(Job.exists(name, connection=context.redis))
+
+
+def sweep(context: Context) -> list[int]:
+    """`requeue_stranded`, at most once every SWEEP_EVERY_SECONDS across all workers of
+    the queue: cheap enough to call from every worker's maintenance task."""
+    lock = SWEEP_LOCK.format(context.settings.queue_name)
+    if not context.redis.set(lock, "1", nx=True, ex=SWEEP_EVERY_SECONDS):
+        return []
+    return requeue_stranded(context)

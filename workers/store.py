@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -348,6 +349,10 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
             # A message in a confidential case's thread is as confidential as the case: a
             # reply saying only "photo attached" must not put the reporter in plain text.
             complaint = replace(complaint, confidential=True)
+    if complaint.command == "status" and _asks_about_confidential(context, complaint):
+        # "STATUS BGR-2026-R…": the number that asks is tied to a confidential case, so it
+        # is stored as that case's reporter is — sealed, never in clear beside the case.
+        complaint = replace(complaint, confidential=True)
     reporter, new_reporter = _reporter(context, session, complaint)
     serialize_reporter(session, reporter)
     if complaint.command == "status":
@@ -503,6 +508,14 @@ def _referenced_case(
     if complaint.ticket_ref and complaint.ticket_ref_valid:
         return session.scalar(select(models.Case).where(models.Case.ticket == complaint.ticket_ref))
     return None
+
+
+def _asks_about_confidential(context: Context, complaint: Complaint) -> bool:
+    ref = parse_ticket(complaint.ticket_ref or "", context.settings.ticket_prefix)
+    return ref is not None and CONFIDENTIAL_TICKET.search(ref.canonical) is not None
+
+
+CONFIDENTIAL_TICKET = re.compile(r"-\d{4}-R\d")
 
 
 def _followed_case(case: models.Case | None, reporter: models.Reporter) -> models.Case | None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 import redis
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
-from workers.context import Context, install
+from workers.context import Context, current, install
 
 # A worker that died mid-job is found by another worker's maintenance task; RQ's
 # default of 600 s is far too long for a complaint service, so look every 15 s.
@@ -22,6 +24,10 @@ WORKER_TTL = 30
 # workers whose monitor extends the heartbeat; a SimpleWorker runs the job itself and
 # kills it at its timeout, so a job still "started" a few seconds later is abandoned.
 ABANDONED_GRACE = 5
+# A job a worker took off the queue (RQ moves it to an "intermediate" list first) but never
+# registered as started — Redis restarted or the worker was killed between the two — is
+# put back by RQ only after a minute; here once it has been seen stuck this long.
+STUCK_SECONDS = 10
 RECONNECT_SECONDS = 1.0
 log = logging.getLogger("aduan.worker")
 
@@ -34,6 +40,46 @@ class AduanWorker(SimpleWorker):
         if job.timeout and job.timeout > 0:
             return int(max(job.timeout - working_time, 1)) + ABANDONED_GRACE
         return int(self.job_monitoring_interval) + ABANDONED_GRACE
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        from workers.replies import sweep
+
+        try:
+            sweep(current())  # replies committed while the queue was down
+        except (SQLAlchemyError, redis.RedisError, OSError):
+            # Only these: RQ's StopRequested (a warm shutdown asked for while the worker is
+            # idle) is an exception too, and swallowing it here would keep the worker up.
+            log.warning("the delivery sweep failed; it runs again next time", exc_info=True)
+
+    def clean_registries(self) -> None:
+        super().clean_registries()  # type: ignore[no-untyped-call]
+        for queue in self.queues:
+            if queue.acquire_maintenance_lock():
+                try:
+                    self._rescue_stuck_jobs(queue)
+                finally:
+                    queue.release_maintenance_lock()  # type: ignore[no-untyped-call]
+
+    def _rescue_stuck_jobs(self, queue: Queue) -> None:
+        intermediate = queue.intermediate_queue
+        for job_id in intermediate.get_job_ids():
+            if job_id in queue.started_job_registry:
+                continue
+            first_seen = intermediate.get_first_seen(job_id)
+            if first_seen is None:
+                intermediate.set_first_seen(job_id)
+                continue
+            if datetime.now(UTC) - first_seen < timedelta(seconds=STUCK_SECONDS):
+                continue
+            job = queue.fetch_job(job_id)
+            if job is not None:
+                # As RQ does after its minute: a failure, so the job's Retry puts it back.
+                self.handle_job_failure(
+                    job, queue, exc_string="Job was stuck in the intermediate queue."
+                )
+                log.warning("job %s was stuck between queue and worker; retried", job_id)
+            intermediate.remove(job_id)
 
 
 def run_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> bool:

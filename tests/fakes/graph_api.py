@@ -1,4 +1,9 @@
-"""A fake Meta Graph API for WhatsApp: sends messages (records them) and serves media."""
+"""A fake Meta Graph API for WhatsApp: sends messages (records them) and serves media.
+
+Sending can be made to fail (see `FakeServer.fail_next`): `FakeGraph.error_fault` builds
+the fault for one of the Graph API's error answers. `accepted()` lists the messages Meta
+would really send.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, Fault
 
 
 @dataclass
@@ -19,6 +24,21 @@ class FakeGraph(FakeServer):
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     # Numbers whose 24-hour window Meta considers closed: free text to them is refused.
     closed_windows: set[str] = field(default_factory=set)
+    accepted_messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @staticmethod
+    def error_fault(code: int, message: str, status: int = 400, delay: float = 0) -> Fault:
+        """The Graph API's error answer for error `code`."""
+        return Fault(
+            status,
+            {"error": {"message": message, "type": "OAuthException", "code": code}},
+            delay=delay,
+        )
+
+    def accepted(self, to: str | None = None) -> list[dict[str, Any]]:
+        """The messages accepted for sending (answered to a client that got the answer)."""
+        with self._lock:
+            return [m for m in self.accepted_messages if to is None or m.get("to") == to]
 
     def sent(self) -> list[dict[str, Any]]:
         """The messages aduan asked the Graph API to send, as JSON."""
@@ -44,6 +64,13 @@ class FakeGraph(FakeServer):
             to = str(body.get("to"))
             if body.get("type") == "text" and to in self.closed_windows:
                 return self._error(131047, "Re-engagement message")
+            failure = await self.faulty(request, to)
+            if failure is not None:
+                return failure
+            if self.client_gone(request):
+                return self._error(131000, "Something went wrong", 500)
+            with self._lock:
+                self.accepted_messages.append(body)
             return web.json_response(
                 {
                     "messaging_product": "whatsapp",

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs
 
 from aiohttp import web
@@ -22,6 +24,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     @property
     def form(self) -> dict[str, str]:
@@ -32,9 +35,25 @@ class Recorded:
         return json.loads(self.body)
 
 
+@dataclass(frozen=True)
+class Fault:
+    """How the provider misbehaves on one request: after `delay` seconds it answers
+    `status` with the JSON `body` and `headers`, or (status None) answers normally."""
+
+    status: int | None = None
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
 @dataclass
 class FakeServer:
-    """Subclasses add routes in `routes()`; `requests` holds what was received."""
+    """Subclasses add routes in `routes()`; `requests` holds what was received.
+
+    Faults can be programmed for the routes that send messages: `fail_next` queues some
+    for the next requests (to one recipient, or to anyone), `fail_always` answers every
+    request with one until `recover()`.
+    """
 
     requests: list[Recorded] = field(default_factory=list)
     url: str = ""
@@ -42,9 +61,52 @@ class FakeServer:
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _faults: dict[str | None, list[Fault]] = field(default_factory=dict)
+    _always: dict[str | None, Fault] = field(default_factory=dict)
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
+
+    def fail_next(self, *faults: Fault, to: str | None = None) -> None:
+        """The next requests (for recipient `to`, or any) meet these faults, in order."""
+        with self._lock:
+            self._faults.setdefault(to, []).extend(faults)
+
+    def fail_always(self, fault: Fault, to: str | None = None) -> None:
+        with self._lock:
+            self._always[to] = fault
+
+    def recover(self, to: str | None = None) -> None:
+        with self._lock:
+            self._always.pop(to, None)
+            self._faults.pop(to, None)
+
+    def take_fault(self, to: str | None) -> Fault | None:
+        """The fault this request meets, if any: one for its recipient before any other."""
+        with self._lock:
+            for key in (to, None):
+                if key in self._always:
+                    return self._always[key]
+                pending = self._faults.get(key)
+                if pending:
+                    return pending.pop(0)
+        return None
+
+    async def faulty(self, request: web.Request, to: str | None) -> web.Response | None:
+        """Apply the fault this request meets: its answer, or None to answer normally."""
+        fault = self.take_fault(to)
+        if fault is None:
+            return None
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.status is None:
+            return None
+        return web.json_response(fault.body, status=fault.status, headers=dict(fault.headers))
+
+    @staticmethod
+    def client_gone(request: web.Request) -> bool:
+        """The client stopped waiting (timed out and closed the connection)."""
+        return request.transport is None or request.transport.is_closing()
 
     def received(self, method: str | None = None, path_contains: str = "") -> list[Recorded]:
         with self._lock:
@@ -64,7 +126,7 @@ class FakeServer:
         response: web.StreamResponse = await handler(request)
         return response
 
-    def start(self) -> FakeServer:
+    def start(self) -> Self:
         ready = threading.Event()
 
         def run() -> None:

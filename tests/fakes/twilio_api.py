@@ -1,4 +1,9 @@
-"""A fake Twilio REST API: sends messages (records them) and serves message media."""
+"""A fake Twilio REST API: sends messages (records them) and serves message media.
+
+Sending can be made to fail (see `FakeServer.fail_next`): `FakeTwilio.error` builds the
+fault for one of Twilio's error answers. `accepted()` lists the messages Twilio would
+really send: answered 201 to a client that was still waiting for the answer.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Recorded
+from tests.fakes.server import FakeServer, Fault, Recorded
 
 
 @dataclass
@@ -16,6 +21,36 @@ class FakeTwilio(FakeServer):
     account_sid: str = "AC" + "0" * 32
     auth_token: str = "fake-twilio-auth-token"
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    accepted_messages: list[dict[str, str]] = field(default_factory=list)
+    # Answered after the client had stopped waiting: never sent.
+    abandoned_messages: list[dict[str, str]] = field(default_factory=list)
+
+    @staticmethod
+    def error(
+        status: int, code: int, message: str, *, retry_after: int | None = None, delay: float = 0
+    ) -> Fault:
+        """Twilio's error answer, as its API gives it (the message may quote the number)."""
+        return Fault(
+            status,
+            {
+                "code": code,
+                "message": message,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                "status": status,
+            },
+            {} if retry_after is None else {"Retry-After": str(retry_after)},
+            delay,
+        )
+
+    def abandoned(self, to: str | None = None) -> list[dict[str, str]]:
+        """Requests answered only after the client had timed out and gone."""
+        with self._lock:
+            return [m for m in self.abandoned_messages if to is None or m.get("To") == to]
+
+    def accepted(self, to: str | None = None) -> list[dict[str, str]]:
+        """The messages accepted for sending (201 to a client that got the answer)."""
+        with self._lock:
+            return [m for m in self.accepted_messages if to is None or m.get("To") == to]
 
     def media_url(self, message_sid: str, media_sid: str) -> str:
         account = f"{self.url}/2010-04-01/Accounts/{self.account_sid}"
@@ -39,7 +74,17 @@ class FakeTwilio(FakeServer):
                     {"code": 20003, "message": "Authenticate", "status": 401}, status=401
                 )
             form = await request.post()
+            failure = await self.faulty(request, str(form.get("To")))
+            if failure is not None:
+                return failure
+            if self.client_gone(request):
+                # It gave up waiting: Twilio never created this message.
+                with self._lock:
+                    self.abandoned_messages.append({k: str(v) for k, v in form.items()})
+                return web.json_response({"code": 20500, "status": 500}, status=500)
             sid = "SM" + secrets.token_hex(16)
+            with self._lock:
+                self.accepted_messages.append({**{k: str(v) for k, v in form.items()}, "Sid": sid})
             return web.json_response(
                 {
                     "sid": sid,

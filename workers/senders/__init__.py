@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -31,6 +33,37 @@ class SendResult:
     provider: str | None = None
     provider_id: str | None = None
     error: str | None = None
+
+
+class SendDeferred(Exception):
+    """The provider could not take the message this time (5xx, throttled, timed out,
+    unreachable): the reply job is retried later, with backoff.
+
+    Its text is recorded on the delivery and kept with the failed job, so it names codes
+    and exception types only, never the provider's words, which may quote the recipient.
+    `retry_after` is the provider's own hint (seconds), if it gave one.
+    """
+
+    def __init__(self, error: str, retry_after: float | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP `Retry-After` value (seconds or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class Sender(Protocol):

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from workers import models
-from workers.senders import Outgoing, Sender, SendResult, register
+from workers.senders import (
+    Outgoing,
+    SendDeferred,
+    Sender,
+    SendResult,
+    register,
+    retry_after_seconds,
+)
 from workers.senders.twilio import TwilioSender
 
 if TYPE_CHECKING:
@@ -29,10 +36,18 @@ log = logging.getLogger("aduan.senders.meta")
 GRAPH_VERSION = "v23.0"
 SERVICE_WINDOW = timedelta(hours=24)
 OUTSIDE_WINDOW_ERRORS = frozenset({131047})  # "Re-engagement message": the window is closed
+# Errors that pass, although Meta answers most of them with HTTP 400: throttling (4, 17,
+# 80007, 130429 throughput, 131048 spam rate, 131056 pair rate) and Meta's own trouble
+# (1 unknown, 2 service, 131000 something went wrong, 131016 and 133004 unavailable).
+TRANSIENT_ERRORS = frozenset({1, 2, 4, 17, 80007, 130429, 131000, 131016, 131048, 131056, 133004})
+# 190: the access token was refused (they expire). Every reply would fail alike until an
+# operator sets a new one, so the replies are retried, and then wait in `aduan failed
+# list` to be requeued, rather than failed for good.
+CREDENTIAL_ERRORS = frozenset({190})
 TIMEOUT_SECONDS = 20
 
 
-class GraphUnavailable(Exception):
+class GraphUnavailable(SendDeferred):
     """The Graph API did not answer usefully this time: try again later."""
 
 
@@ -51,7 +66,8 @@ class GraphRefusal(Exception):
 def graph_call(
     url: str, token: str, payload: dict[str, Any] | None = None, timeout: float = TIMEOUT_SECONDS
 ) -> dict[str, Any]:
-    """One Graph API call: the JSON answer, GraphRefusal (4xx) or GraphUnavailable."""
+    """One Graph API call: the JSON answer, GraphRefusal (4xx) or GraphUnavailable (5xx,
+    throttled, timed out, unreachable)."""
     if not url.startswith(("https://", "http://")):
         raise GraphRefusal(0, None)
     data = None if payload is None else json.dumps(payload).encode()
@@ -65,11 +81,19 @@ def graph_call(
             answer = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         code = _error_code(exc)
-        if exc.code in (408, 429) or exc.code >= 500:
-            raise GraphUnavailable(f"HTTP {exc.code}") from None
+        if (
+            exc.code in (401, 408, 429)
+            or exc.code >= 500
+            or code in TRANSIENT_ERRORS
+            or code in CREDENTIAL_ERRORS
+        ):
+            wait = retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)
+            described = f"meta {code} (HTTP {exc.code})" if code is not None else f"HTTP {exc.code}"
+            raise GraphUnavailable(described, retry_after=wait) from None
         raise GraphRefusal(exc.code, code) from None
     except (OSError, ValueError) as exc:
-        raise GraphUnavailable(type(exc).__name__) from None
+        # TimeoutError and URLError are OSErrors: no answer in time, or none at all.
+        raise GraphUnavailable(f"meta unreachable ({type(exc).__name__})") from None
     return answer if isinstance(answer, dict) else {}
 
 
@@ -121,6 +145,7 @@ class MetaSender:
         )
         self.template = settings.meta_template_name
         self.template_language = settings.meta_template_language
+        self.timeout = settings.send_timeout_seconds or TIMEOUT_SECONDS
 
     @classmethod
     def create(cls, context: Context) -> MetaSender | None:
@@ -152,7 +177,7 @@ class MetaSender:
             return SendResult(status="failed", provider="meta", error=str(refusal))
 
     def _post(self, payload: dict[str, Any]) -> SendResult:
-        answer = graph_call(self.url, self.token, payload)
+        answer = graph_call(self.url, self.token, payload, self.timeout)
         sent = answer.get("messages")
         if not isinstance(sent, list) or not sent or not isinstance(sent[0], dict):
             raise GraphUnavailable("the answer names no message id")

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
-from workers.senders import Outgoing, SendResult, register
+from workers.senders import Outgoing, SendDeferred, SendResult, register
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -29,7 +29,7 @@ _OUR_ID = re.compile(r"<aduan\.(\d{1,18})\.([0-9a-f]{20})@[^<>\s]+>")
 _MSG_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,250}>")
 
 
-class RelayUnavailable(Exception):
+class RelayUnavailable(SendDeferred):
     """The relay could not take the reply now; the job is retried later."""
 
 
@@ -81,6 +81,7 @@ class SmtpSender:
         self.settings = settings
         self.host = host
         self.port = port
+        self.timeout = settings.send_timeout_seconds or TIMEOUT_SECONDS
 
     def send(self, message: Outgoing) -> SendResult:
         try:
@@ -91,7 +92,7 @@ class SmtpSender:
         message_id = str(reply["Message-ID"])
         try:
             with smtplib.SMTP(
-                self.host, self.port, timeout=TIMEOUT_SECONDS, local_hostname=_domain(self.settings)
+                self.host, self.port, timeout=self.timeout, local_hostname=_domain(self.settings)
             ) as relay:
                 # Null return path (RFC 3834 3.3): a bounce of an auto-reply goes nowhere.
                 relay.send_message(reply, from_addr="", to_addrs=[message.to])

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from twilio.base.exceptions import TwilioRestException
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from channels.sms import fold_to_gsm7, segments
-from workers.senders import Outgoing, SendResult, register
+from workers.senders import Outgoing, SendDeferred, SendResult, register, retry_after_seconds
 
 if TYPE_CHECKING:
     from workers.context import Context
@@ -29,30 +31,52 @@ _http_log.setLevel(logging.WARNING)
 
 class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
     """The package's extension point for HTTP (a custom `http_client`), sending every
-    request for api.twilio.com to the configured ADUAN_TWILIO_API_URL instead."""
+    request for api.twilio.com to the configured ADUAN_TWILIO_API_URL instead.
 
-    def __init__(self, base_url: str) -> None:
-        super().__init__(timeout=TIMEOUT_SECONDS, logger=_http_log)
+    Every request has a timeout (requests would otherwise wait forever on a provider
+    that accepted the connection and went quiet), and the last answer's `Retry-After`
+    is kept, per thread, for a throttled send to honour."""
+
+    def __init__(self, base_url: str, timeout: float = TIMEOUT_SECONDS) -> None:
+        super().__init__(timeout=timeout, logger=_http_log)
         self.base_url = base_url.rstrip("/")
+        self._last = threading.local()
+
+    @property
+    def retry_after(self) -> str | None:
+        return getattr(self._last, "retry_after", None)
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if url.startswith(TWILIO_API + "/") and self.base_url != TWILIO_API:
             url = self.base_url + url[len(TWILIO_API) :]
-        return super().request(method, url, *args, **kwargs)
+        self._last.retry_after = None
+        response = super().request(method, url, *args, **kwargs)
+        self._last.retry_after = (response.headers or {}).get("Retry-After")
+        return response
 
 
 @lru_cache(maxsize=4)
-def twilio_client(account_sid: str, auth_token: str, base_url: str) -> Any:
+def twilio_client(
+    account_sid: str, auth_token: str, base_url: str, timeout: float = TIMEOUT_SECONDS
+) -> Any:
     return Client(
         account_sid,
         auth_token,
-        http_client=BaseUrlHttpClient(base_url),
+        http_client=BaseUrlHttpClient(base_url, timeout),
         environment=_NO_ENVIRONMENT,
     )
 
 
-def is_transient(exc: TwilioRestException) -> bool:
-    return int(exc.status or 0) in (408, 429) or int(exc.status or 0) >= 500
+# 401: the credentials were refused. Every reply would fail alike until an operator fixes
+# them, so the replies are retried, and then wait in `aduan failed list` to be requeued,
+# rather than failed for good. 21611: the sender number's queue is full, for now.
+TRANSIENT_STATUSES = frozenset({401, 408, 429})
+TRANSIENT_CODES = frozenset({20429, 21611})
+
+
+def is_transient(exc: TwilioRestException | TwilioServiceException) -> bool:
+    status = int(exc.status or 0)
+    return status in TRANSIENT_STATUSES or status >= 500 or exc.code in TRANSIENT_CODES
 
 
 class TwilioSender:
@@ -60,7 +84,10 @@ class TwilioSender:
         settings = context.settings
         assert settings.twilio_account_sid and settings.twilio_auth_token
         self.client = twilio_client(
-            settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_api_url
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_api_url,
+            settings.send_timeout_seconds or TIMEOUT_SECONDS,
         )
         self.channel = channel
         self.sender = sender
@@ -91,13 +118,16 @@ class TwilioSender:
             sent = self.client.messages.create(
                 to=to, from_=self.sender, body=body, status_callback=self.status_callback
             )
-        except TwilioRestException as exc:
-            if is_transient(exc):
-                raise
+        except (TwilioRestException, TwilioServiceException) as exc:
             # Twilio's message text can quote the number; the code says enough.
-            return SendResult(
-                status="failed", provider="twilio", error=f"twilio {exc.code} (HTTP {exc.status})"
-            )
+            error = f"twilio {exc.code} (HTTP {exc.status})"
+            if is_transient(exc):
+                wait = retry_after_seconds(self.client.http_client.retry_after)
+                raise SendDeferred(error, retry_after=wait) from None
+            return SendResult(status="failed", provider="twilio", error=error)
+        except (requests.RequestException, TwilioException) as exc:
+            # Timed out, refused, reset, or an answer that is not Twilio's: try again later.
+            raise SendDeferred(f"twilio unreachable ({type(exc).__name__})") from None
         return SendResult(status="sent", provider="twilio", provider_id=str(sent.sid))
 
 
