@@ -20,202 +20,30 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
-
-import aiohttp
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-AUTH_TOKEN = "benchmark-twilio-auth-token"  # noqa: S105 - a throwaway server's
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
-TEXTS = [
-    "Jalan berlubang besar di Jl. Pajajaran depan Tugu Kujang, sudah 2 minggu ({i}).",
-    "Sampah menumpuk di TPS Jl. Merdeka, bau busuk sampai ke rumah warga ({i}).",
-    "Lampu PJU mati total di gang Mawar {i}, gelap sekali kalau malam.",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited at start (code {process.returncode}).")
-        try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{what} did not answer {url} within 30 s.")
-
-
-def bare_server(port: int) -> None:
-    async def handler(request: web.Request) -> web.Response:
-        await request.post()
-        return web.Response(text=EMPTY_TWIML, content_type="text/xml")
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/webhooks/twilio", handler)
-    app.router.add_get("/healthz", healthz)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def start_bare() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--bare-server", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/healthz", process, "the bare server")
-    return process, url
+from benchmarks.common import (  # noqa: E402 - after the path
+    aduan_env,
+    bare_server,
+    hammer,
+    signed_requests,
+    start_bare,
+    start_gateway,
+    stop,
+)
 
 
 def start_aduan(
     data_dir: str, redis_url: str | None, queue: str
 ) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADUAN_")}
-    env.pop("REDIS_URL", None)
-    env.pop("DATABASE_URL", None)
-    env.update(
-        ADUAN_DATA_DIR=data_dir,
-        ADUAN_HTTP_PORT=str(port),
-        ADUAN_SMTP_PORT=str(free_port()),
-        ADUAN_PUBLIC_URL=url,
-        ADUAN_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
-        ADUAN_QUEUE=queue,
-        ADUAN_LOG_LEVEL="WARNING",
-        # One client sends everything: per-sender and per-IP limits would measure themselves.
-        ADUAN_RATE_LIMITS="ip=0/60,sms=0/60,whatsapp=0/60",
-    )
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--no-worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    wait_until_up(f"{url}/healthz", process, "aduan serve --no-worker")
-    return process, url
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def signed_requests(base_url: str, count: int, run: str) -> list[tuple[bytes, str]]:
-    """Bodies and signatures made before the clock starts, by the twilio package itself.
-
-    `run` is 8 hex digits that no other batch of this run shares.
-    """
-    from twilio.request_validator import RequestValidator
-
-    validator = RequestValidator(AUTH_TOKEN)
-    url = f"{base_url}/webhooks/twilio"
-    requests = []
-    for i in range(count):
-        sid = f"SM{run}{i:024x}"  # 32 hex digits, unique per request
-        fields = {
-            "ToCountry": "US",
-            "SmsMessageSid": sid,
-            "NumMedia": "0",
-            "SmsSid": sid,
-            "SmsStatus": "received",
-            "Body": TEXTS[i % len(TEXTS)].format(i=i),
-            "FromCountry": "ID",
-            "To": "+14155550100",
-            "NumSegments": "1",
-            "MessageSid": sid,
-            "AccountSid": "AC" + "0" * 32,
-            "From": f"+62812{i % 10**8:08d}",
-            "ApiVersion": "2010-04-01",
-        }
-        requests.append((urlencode(fields).encode(), validator.compute_signature(url, fields)))
-    return requests
-
-
-@dataclass
-class Result:
-    name: str
-    seconds: float
-    latencies: list[float]
-    failures: int
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies) / self.seconds
-
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
-
-
-async def hammer(
-    name: str, url: str, requests: list[tuple[bytes, str]], concurrency: int
-) -> Result:
-    latencies: list[float] = []
-    failures = 0
-    queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue()
-    for item in requests:
-        queue.put_nowait(item)
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def client() -> None:
-            nonlocal failures
-            while not queue.empty():
-                body, signature = queue.get_nowait()
-                started = time.perf_counter()
-                async with session.post(
-                    f"{url}/webhooks/twilio",
-                    data=body,
-                    headers={
-                        "Content-Type": "application/x-www-form-urlencoded",
-                        "X-Twilio-Signature": signature,
-                    },
-                ) as response:
-                    text = await response.text()
-                elapsed = time.perf_counter() - started
-                if response.status == 200 and text == EMPTY_TWIML:
-                    latencies.append(elapsed)
-                else:
-                    failures += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    return Result(name, seconds, latencies, failures)
+    return start_gateway(aduan_env(data_dir, redis_url=redis_url, ADUAN_QUEUE=queue))
 
 
 def queued_complaints(data_dir: str, redis_url: str | None, queue_name: str) -> int:
@@ -229,7 +57,7 @@ def queued_complaints(data_dir: str, redis_url: str | None, queue_name: str) -> 
     connection = redis.Redis.from_url(url)
     queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
     total = sum(len(job.args[0]) for job in queue.get_jobs())
-    queue.empty()
+    queue.empty()  # type: ignore[no-untyped-call]
     connection.close()
     return total
 
