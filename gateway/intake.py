@@ -79,12 +79,14 @@ class _Batcher:
         self.queue = queue
         self.max_batch = max_batch
         self.linger = linger
-        self._items: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._items: list[tuple[dict[str, Any], tuple[str, str], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def put(self, complaint: dict[str, Any]) -> None:
+    async def put(self, complaint: dict[str, Any], claim: tuple[str, str]) -> None:
+        """Enqueue `complaint` with others; `claim` (key, value) is set in the same
+        transaction, so a copy of the message sees it queued exactly when it is."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._items.append((complaint, future))
+        self._items.append((complaint, claim, future))
         if len(self._items) >= self.max_batch:
             self._flush_now()
         elif self._flusher is None:
@@ -101,32 +103,43 @@ class _Batcher:
         if items:
             asyncio.create_task(self._enqueue(items))  # noqa: RUF006 - futures keep it observed
 
-    async def _enqueue(self, items: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
-        batch = [complaint for complaint, _ in items]
+    async def _enqueue(
+        self, items: list[tuple[dict[str, Any], tuple[str, str], asyncio.Future[None]]]
+    ) -> None:
+        batch = [complaint for complaint, _, _ in items]
+        claims = [claim for _, claim, _ in items]
         try:
-            await asyncio.to_thread(self._enqueue_sync, batch)
+            await asyncio.to_thread(self.enqueue_sync, batch, claims)
         except Exception as exc:
-            for _, future in items:
+            for _, _, future in items:
                 if not future.done():
                     future.set_exception(QueueUnavailable(str(exc)))
             return
-        for _, future in items:
+        for _, _, future in items:
             if not future.done():
                 future.set_result(None)
 
-    def _enqueue_sync(self, batch: list[dict[str, Any]]) -> None:
-        self.queue.enqueue(
-            STORE_JOB,
-            batch,
-            job_id=f"store-{uuid.uuid4().hex}",
-            retry=STORE_RETRY,
-            # A worker that dies mid-job is found once the job's heartbeat lapses, which
-            # RQ's SimpleWorker sets to the job timeout plus 60 s: keep the timeout short.
-            job_timeout=STORE_JOB_TIMEOUT,
-            result_ttl=3600,
-            failure_ttl=30 * 24 * 3600,
-            description=f"store {len(batch)} complaint(s)",
-        )
+    def enqueue_sync(
+        self, batch: list[dict[str, Any]], claims: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """One store job for the batch, and its claims marked queued: one round trip."""
+        with self.queue.connection.pipeline() as pipe:
+            self.queue.enqueue_call(
+                STORE_JOB,
+                args=(batch,),
+                job_id=f"store-{uuid.uuid4().hex}",
+                retry=STORE_RETRY,
+                # A worker that dies mid-job is found once the job's heartbeat lapses
+                # (workers.worker.AduanWorker): keep the timeout short.
+                timeout=STORE_JOB_TIMEOUT,
+                result_ttl=3600,
+                failure_ttl=30 * 24 * 3600,
+                description=f"store {len(batch)} complaint(s)",
+                pipeline=pipe,
+            )
+            for key, value in claims:
+                pipe.set(key, value, ex=CLAIM_SECONDS)
+            pipe.execute()
 
 
 class Intake:
@@ -234,7 +247,6 @@ class Intake:
         digest = hashlib.sha256(
             json.dumps([complaint.text, complaint.reporter.address, complaint.topic]).encode()
         ).hexdigest()[:16]
-        await self._check_sender_limit(complaint)
         future = self._register(key) if wait else None
         try:
             state = await self._claim_and_enqueue(complaint, digest, content_check)
@@ -268,13 +280,10 @@ class Intake:
             )
 
     async def _check_sender_limit(self, complaint: Complaint) -> None:
+        """Called once this copy won the message's claim: a provider's retry of a message
+        we already have is never counted."""
         address = complaint.reporter.address
         if address is None:
-            return
-        try:
-            if await self.redis.exists(claim_key(complaint.idempotency_key)):
-                return  # a provider's retry of a message we have: never count it twice
-        except redis.RedisError:
             return
         verdict = await self.limiter.hit(complaint.channel, address)
         if not verdict.allowed:
@@ -314,13 +323,12 @@ class Intake:
                 raise QueueUnavailable(str(exc)) from exc
             if won:
                 try:
-                    await self.batcher.put(self.payload(complaint))
-                except QueueUnavailable:
+                    await self._check_sender_limit(complaint)
+                    await self.batcher.put(self.payload(complaint), (claim, f"queued:{digest}"))
+                except (QueueUnavailable, ChannelError):
                     with contextlib.suppress(redis.RedisError):
                         await self.redis.delete(claim)
                     raise
-                with contextlib.suppress(redis.RedisError):
-                    await self.redis.set(claim, f"queued:{digest}", ex=CLAIM_SECONDS)
                 return False
             try:
                 current = await self.redis.get(claim)
@@ -352,11 +360,8 @@ class Intake:
         loaded = [(p, await asyncio.to_thread(self.spool.read, p)) for p in paths]
         batch = [(p, c) for p, c in loaded if c is not None]
         if batch:
-            await asyncio.to_thread(self.batcher._enqueue_sync, [c for _, c in batch])
-            pipe = self.redis.pipeline(transaction=False)
-            for _, complaint in batch:
-                pipe.set(claim_key(complaint["idempotency_key"]), "queued:spool", ex=CLAIM_SECONDS)
-            await pipe.execute()
+            claims = [(claim_key(c["idempotency_key"]), "queued:spool") for _, c in batch]
+            await asyncio.to_thread(self.batcher.enqueue_sync, [c for _, c in batch], claims)
         await asyncio.to_thread(self.spool.remove, [p for p, _ in batch])
         log.info("drained %d spooled complaint(s) into the queue", len(batch))
         return len(batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -40,6 +41,15 @@ def _render(request: web.Request, template: str, status: int = 200, **context: A
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
+    length = request.content_length
+    if length is not None and length <= limit:
+        # The parser stops at Content-Length: the body cannot be longer than it says.
+        try:
+            return await request.content.readexactly(length) if length else b""
+        except asyncio.IncompleteReadError:
+            raise ChannelError(
+                400, "incomplete_body", "The request body is shorter than its Content-Length."
+            ) from None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):

@@ -46,6 +46,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--database-url")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--report-every", type=int, default=0, help="print the rate so far")
     parser.add_argument("--same-text", action="store_true", help="every complaint alike")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="aduan-profile-"))
@@ -84,8 +85,16 @@ def main() -> int:
     cpu_started = time.process_time()
     if profiler:
         profiler.enable()
-    for batch in batches:
+    mark, mark_at = 0, time.perf_counter()
+    for number, batch in enumerate(batches, 1):
         store(context, batch)
+        done = number * args.batch
+        if args.report_every and (done - mark >= args.report_every or number == len(batches)):
+            now = time.perf_counter()
+            print(
+                f"  {done:>7} stored, last {done - mark} at {(done - mark) / (now - mark_at):.0f}/s"
+            )
+            mark, mark_at = done, now
     if profiler:
         profiler.disable()
     elapsed = time.perf_counter() - started

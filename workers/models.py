@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -74,6 +75,8 @@ class Reporter(Base):
 
 class Case(Base):
     __tablename__ = "cases"
+    # Incident candidates: a topic's cases of the last days, newest first.
+    __table_args__ = (Index("ix_cases_topic_created_at", "topic", "created_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket: Mapped[str] = mapped_column(String(32), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="received", index=True)
@@ -109,7 +112,7 @@ class Message(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
-    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"))
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"), index=True)
     direction: Mapped[str] = mapped_column(String(3))
     channel: Mapped[str] = mapped_column(String(10))
     provider: Mapped[str] = mapped_column(String(10))
@@ -163,7 +166,7 @@ class Delivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     dedupe_key: Mapped[str] = mapped_column(String(100), unique=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
-    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"))
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"), index=True)
     channel: Mapped[str] = mapped_column(String(10))
     kind: Mapped[str] = mapped_column(String(32))
     language: Mapped[str] = mapped_column(String(5))

@@ -35,6 +35,16 @@ log = logging.getLogger("aduan.store")
 
 REPLY_CHANNEL = {"sms": "sms", "whatsapp": "whatsapp", "email": "email"}
 RESULT_TTL_SECONDS = 7 * 24 * 3600
+# Every kind of answer the store makes to an inbound message (`_delivery`'s `kind`).
+REPLY_KINDS = (
+    "received",
+    "received_confidential",
+    "received_followup",
+    "status",
+    "not_found",
+    "bad_check_digit",
+    "stopped",
+)
 # `raw["intake"]` of a message that is kept for operators but is not a complaint: a mail
 # that could not be read, a delivery report. It gets no case, no reporter, no reply.
 KEPT_WITHOUT_CASE = ("unparsed", "report")
@@ -144,7 +154,8 @@ def _existing(context: Context, session: Session, key: str) -> Outcome | None:
         receipt = context.crypto.open(case.sealed_receipt)
     deliveries = session.scalars(
         select(models.Delivery.id).where(
-            models.Delivery.dedupe_key.startswith(f"{key}:"),
+            # Exact keys: a prefix match (LIKE) cannot use the unique index.
+            models.Delivery.dedupe_key.in_([f"{key}:{kind}" for kind in REPLY_KINDS]),
             models.Delivery.status == "queued",
         )
     ).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -109,6 +110,10 @@ def run_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> bo
             # RQ quits its loop when Redis goes away; a complaint service waits for it to
             # come back instead of leaving acknowledged complaints in the queue unserved.
             log.warning("Redis connection lost; the worker reconnects in %s s", RECONNECT_SECONDS)
+            # RQ's handlers ask Redis whether a job is running before they stop the worker;
+            # with Redis gone that never answers. No job runs here: stop at once.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             time.sleep(RECONNECT_SECONDS)
         finally:
             connection.close()
