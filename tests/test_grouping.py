@@ -19,8 +19,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from config.data import load_replies
+from channels.base import InboundMessage, Location
+from config.data import load_replies, load_taxonomy
+from config.settings import load_settings
 from gateway.app import create_app
+from normalizer import Rules, normalize
 from tests.conftest import (
     ROOT,
     Stack,
@@ -36,7 +39,9 @@ from tests.helpers import png_bytes
 from tests.test_twilio_e2e import SMS_FROM, post, recorded
 from workers import models
 from workers.cases import Actor, change_status
+from workers.context import Context
 from workers.db import make_engine, session_factory, upgrade
+from workers.store import store
 
 Client = TestClient[Any, Any]
 
@@ -311,3 +316,53 @@ async def test_exactly_once_under_concurrent_retries_across_gateways_and_workers
         for process in processes:
             stop_process(process)
         engine.dispose()
+
+
+def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The store reads a topic's incident candidates once per batch: cases it makes in
+    the batch must be candidates for the batch's later complaints all the same."""
+    settings = load_settings(settings_env(tmp_path, redis_url, database_url))
+    context = Context(settings, redis_url)
+    upgrade(context.engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    name = "".join(secrets.choice("bcdgjklmnprst") + secrets.choice("aiou") for _ in range(4))
+    street = f"Jl. {name.capitalize()}"
+    elsewhere = f"Jl. {name.capitalize()} Raya"
+    # (text, lat, lon): the first is another flood 2 km away; reading it makes the store
+    # read the topic's candidates, before the two reports of this flood have cases.
+    reports = [
+        (f"Banjir di {elsewhere}, got meluap", -6.6005, 106.8052),
+        (f"Banjir setinggi lutut di {street}, got meluap", -6.5901, 106.7801),
+        (f"Tolong, {street} banjir, got mampet dan meluap", -6.5902, 106.7802),
+    ]
+    complaints = [
+        normalize(
+            InboundMessage(
+                channel="sms",
+                provider="twilio",
+                provider_message_id="SM" + secrets.token_hex(16),
+                sender=phone_number(),
+                text=text,
+                location=Location(lat=lat, lon=lon),
+            ),
+            rules,
+        )
+        for text, lat, lon in reports
+    ]
+    try:
+        outcomes = store(context, complaints)  # one batch, one transaction
+        assert [o.outcome for o in outcomes] == ["new", "new", "new"]
+        with context.sessions() as session:
+            links = dict(
+                session.execute(
+                    select(models.CaseLink.case_id, models.CaseLink.into_case_id).where(
+                        models.CaseLink.case_id.in_([o.case_id for o in outcomes])
+                    )
+                ).all()
+            )
+        _, first_report, second_report = (o.case_id for o in outcomes)
+        assert links == {second_report: first_report}
+    finally:
+        context.engine.dispose()

@@ -119,16 +119,41 @@ _CANDIDATES: dict[tuple[Any, ...], IncidentCandidate] = {}
 _CANDIDATES_MAX = 20_000
 
 
-def link_incident(
-    session: Session, case: models.Case, complaint: Complaint, rules: GroupingRules
-) -> models.Case | None:
-    """Link a new case to the incident other reporters already opened, if there is one."""
-    if case.confidential:
-        return None
-    since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
+@dataclass
+class _Candidate:
+    id: int
+    reporter_id: int
+    created_at: datetime
+    report: IncidentCandidate
+    root: int  # the incident's first case: itself, or the case it is linked into
+
+
+@dataclass
+class _Pool:
+    """A topic's recent open cases, read once per store transaction (a batch of up to a
+    hundred complaints) instead of once per complaint; the batch's own new cases are
+    added as they are made. Newest first."""
+
+    since: datetime
+    cases: list[_Candidate]
+
+
+POOL_MARGIN = 50  # read more than CANDIDATE_LIMIT: a reporter's own cases are left out later
+
+
+def forget_candidates(session: Session) -> None:
+    """After a case's topic changed in this transaction: read the pools again."""
+    session.info.pop("incident_pools", None)
+
+
+def _pool(session: Session, topic: str, since: datetime) -> _Pool:
+    pools: dict[str, _Pool] = session.info.setdefault("incident_pools", {})
+    found = pools.get(topic)
+    if found is not None and found.since <= since:
+        return found
     Case = models.Case
     # The times as the database gives them (no datetime parsed per row on SQLite): they
-    # are only a cache key here, and a stored case's creation is parsed when it is read.
+    # are a cache key here, and a case's creation is parsed once, when first read.
     rows = session.execute(
         select(
             Case.id,
@@ -139,21 +164,18 @@ def link_incident(
             type_coerce(Case.created_at, String).label("created_at"),
             type_coerce(Case.updated_at, String).label("updated_at"),
             models.CaseLink.into_case_id,
+            Case.reporter_id,
         )
         .outerjoin(models.CaseLink, models.CaseLink.case_id == Case.id)
         .where(
-            Case.topic == case.topic,
+            Case.topic == topic,
             Case.confidential.is_(False),
             Case.status.in_(OPEN_STATUSES),
             Case.created_at >= since,
-            Case.reporter_id != case.reporter_id,
-            Case.id != case.id,
         )
         .order_by(Case.created_at.desc())
-        .limit(CANDIDATE_LIMIT)
+        .limit(CANDIDATE_LIMIT + POOL_MARGIN)
     ).all()
-    if not rows:
-        return None
     missing = [row.id for row in rows if tuple(row[:7]) not in _CANDIDATES]
     first_texts: dict[int, str] = {}
     if missing:
@@ -166,12 +188,12 @@ def link_incident(
                 first_texts.setdefault(case_id, body)
         if len(_CANDIDATES) + len(missing) > _CANDIDATES_MAX:
             _CANDIDATES.clear()
-    members: dict[int, list[IncidentCandidate]] = {}
+    cases = []
     for row in rows:
         key = tuple(row[:7])
-        candidate = _CANDIDATES.get(key)
-        if candidate is None:
-            candidate = IncidentCandidate.from_values(
+        report = _CANDIDATES.get(key)
+        if report is None:
+            report = IncidentCandidate.from_values(
                 {
                     "topic": row.topic,
                     "text": first_texts.get(row.id, ""),
@@ -181,9 +203,67 @@ def link_incident(
                     "received_at": _stored_time(row.created_at),
                 }
             )
-            _CANDIDATES[key] = candidate
-        members.setdefault(row.into_case_id or row.id, []).append(candidate)
+            _CANDIDATES[key] = report
+        assert report.received_at is not None
+        cases.append(
+            _Candidate(
+                row.id, row.reporter_id, report.received_at, report, row.into_case_id or row.id
+            )
+        )
+    pools[topic] = found = _Pool(since, cases)
+    return found
+
+
+def link_incident(
+    session: Session, case: models.Case, complaint: Complaint, rules: GroupingRules
+) -> models.Case | None:
+    """Link a new case to the incident other reporters already opened, if there is one:
+    among the CANDIDATE_LIMIT newest open cases of its topic from other reporters."""
+    if case.confidential:
+        return None
+    since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
+    pool = _pool(session, case.topic, since)
+    members: dict[int, list[IncidentCandidate]] = {}
+    taken = 0
+    reporter_id, case_id = case.reporter_id, case.id
+    for candidate in pool.cases:
+        if candidate.created_at < since:
+            break  # newest first: the rest are older still
+        if candidate.reporter_id == reporter_id or candidate.id == case_id:
+            continue
+        members.setdefault(candidate.root, []).append(candidate.report)
+        taken += 1
+        if taken == CANDIDATE_LIMIT:
+            break
     new = IncidentCandidate.from_complaint(complaint)
+    linked = _choose_and_link(session, case, new, members, rules)
+    # This batch's later complaints see this case as a candidate too.
+    report = IncidentCandidate.from_values(
+        {
+            "topic": case.topic,
+            "text": complaint.text,
+            "lat": case.lat,
+            "lon": case.lon,
+            "address": case.address,
+            "received_at": _aware(case.created_at),
+        }
+    )
+    root = linked.id if linked is not None else case.id
+    pool.cases.insert(
+        0, _Candidate(case.id, case.reporter_id, _aware(case.created_at), report, root)
+    )
+    return linked
+
+
+def _choose_and_link(
+    session: Session,
+    case: models.Case,
+    new: IncidentCandidate,
+    members: dict[int, list[IncidentCandidate]],
+    rules: GroupingRules,
+) -> models.Case | None:
+    if not members:
+        return None
     best = choose_incident(new, members, rules.link)
     if best is None:
         return None

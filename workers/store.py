@@ -28,7 +28,13 @@ from normalizer.tickets import format_ticket, parse_ticket
 from workers import models
 from workers.context import RESULTS_CHANNEL, Context, current, result_key
 from workers.crypto import new_receipt
-from workers.grouping import GroupingRules, link_incident, open_case_of, serialize_reporter
+from workers.grouping import (
+    GroupingRules,
+    forget_candidates,
+    link_incident,
+    open_case_of,
+    serialize_reporter,
+)
 from workers.senders.smtp import delivery_of
 
 log = logging.getLogger("aduan.store")
@@ -397,6 +403,7 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
             # Pajajaran" before "jalan berlubang"): the piece that names the problem wins.
             case.topic = complaint.topic
             case.title = complaint.title[:200] or case.title
+            forget_candidates(session)
         # A burst is one complaint told in pieces: it already had its ticket reply.
         delivery = None
         if why == "repeat":
