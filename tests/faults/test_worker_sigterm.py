@@ -1,0 +1,79 @@
+"""SIGTERM to a worker in the middle of a job: it finishes the job, then exits cleanly.
+
+A deployment restarting workers (a new release, a scaled-down pod) sends SIGTERM; RQ's
+warm shutdown lets the current job end. The job here is a real store batch of 300
+complaints, long enough for the signal to land while it runs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from pathlib import Path
+
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+from sqlalchemy import func, select
+
+from channels.base import InboundMessage
+from config.data import load_taxonomy
+from config.settings import load_settings
+from gateway.intake import STORE_JOB, STORE_JOB_TIMEOUT
+from normalizer import Rules, normalize
+from tests.conftest import settings_env, start_worker
+from tests.fakes.stack import phone_number
+from tests.faults.test_fault_injection import busy_worker_pid
+from workers import models
+from workers.db import make_engine, session_factory, upgrade
+
+BATCH = 300
+
+
+def test_a_worker_told_to_stop_finishes_its_job_first(
+    tmp_path: Path, redis_url: str, database_url: str
+) -> None:
+    queue_name = f"sigterm-{secrets.token_hex(3)}"
+    env = settings_env(tmp_path, redis_url, database_url, ADUAN_QUEUE=queue_name)
+    settings = load_settings(env)
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    sids = ["SM" + secrets.token_hex(16) for _ in range(BATCH)]
+    batch = [
+        normalize(
+            InboundMessage(
+                channel="sms",
+                provider="twilio",
+                provider_message_id=sid,
+                sender=phone_number(),
+                text=f"Lampu jalan mati di gang {i}",
+            ),
+            rules,
+        ).to_dict()
+        for i, sid in enumerate(sids)
+    ]
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        queue.enqueue(STORE_JOB, batch, job_timeout=STORE_JOB_TIMEOUT)
+        deadline = time.monotonic() + 30
+        while busy_worker_pid(redis_url, queue_name, {worker.pid}) is None:
+            assert time.monotonic() < deadline, "the worker never started the job"
+            time.sleep(0.01)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        connection.close()
+    with session_factory(engine)() as session:
+        stored = session.scalar(
+            select(func.count())
+            .select_from(models.Message)
+            .where(models.Message.provider_message_id.in_(sids))
+        )
+    engine.dispose()
+    assert stored == BATCH, "the job in hand was finished before the worker stopped"
