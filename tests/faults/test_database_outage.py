@@ -21,10 +21,8 @@ from twilio.request_validator import RequestValidator
 
 from gateway.embedded import EmbeddedRedis
 from tests.conftest import settings_env
-from tests.fakes.stack import phone_number
 from tests.faults.postgres import PrivatePostgres, unavailable
-from tests.faults.test_fault_injection import Cluster, healthy, measure, report
-from tests.test_twilio_e2e import SMS_FROM
+from tests.faults.test_fault_injection import Cluster, healthy, measure, report, sms_forms
 from workers.db import make_engine, upgrade
 
 MESSAGES = 300
@@ -56,17 +54,7 @@ async def test_store_jobs_wait_out_a_stopped_postgresql_and_lose_nothing(
     upgrade(engine)
     cluster = Cluster(tmp_path, env, redis_server)
     validator = RequestValidator(token)
-    messages = [
-        {
-            "MessageSid": "SM" + secrets.token_hex(16),
-            "AccountSid": "AC" + "0" * 32,
-            "From": phone_number(),
-            "To": SMS_FROM,
-            "Body": f"Lampu jalan mati di gang {i}",
-            "NumMedia": "0",
-        }
-        for i in range(MESSAGES)
-    ]
+    messages = sms_forms(MESSAGES, "Lampu jalan mati di gang {i}")
     acknowledged: set[str] = set()
     readiness: list[int] = []
     try:

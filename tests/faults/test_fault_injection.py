@@ -205,6 +205,21 @@ def queue_busy(redis_url: str, env: dict[str, str]) -> bool:
         return True
 
 
+def sms_forms(count: int, body: str) -> list[dict[str, str]]:
+    """Twilio's form for `count` SMS, each from a number of its own; `body` may use {i}."""
+    return [
+        {
+            "MessageSid": "SM" + secrets.token_hex(16),
+            "AccountSid": "AC" + "0" * 32,
+            "From": phone_number(),
+            "To": SMS_FROM,
+            "Body": body.format(i=i),
+            "NumMedia": "0",
+        }
+        for i in range(count)
+    ]
+
+
 def measure(engine: Engine, sent: list[str], acknowledged: set[str]) -> Figures:
     with session_factory(engine)() as session:
         rows = session.execute(
@@ -279,17 +294,7 @@ async def test_nothing_acknowledged_is_lost_or_duplicated_while_processes_die(
     upgrade(engine)
     cluster = Cluster(tmp_path, env, redis_server)
     validator = RequestValidator(token)
-    messages = [
-        {
-            "MessageSid": "SM" + secrets.token_hex(16),
-            "AccountSid": "AC" + "0" * 32,
-            "From": phone_number(),
-            "To": SMS_FROM,
-            "Body": f"Jalan rusak di gang {i}",
-            "NumMedia": "0",
-        }
-        for i in range(MESSAGES)
-    ]
+    messages = sms_forms(MESSAGES, "Jalan rusak di gang {i}")
     acknowledged: set[str] = set()
     outcomes = {"retried": 0, "given_up": 0}
     begun = 0
