@@ -187,18 +187,20 @@ def clean_redis(
     for sid in sids:
         key = idempotency_key("sms", "twilio", sid)
         keys.update((f"aduan:claim:{key}", f"aduan:result:{key}"))
-    queue = Queue(queue_name, connection=connection)
-    job_ids = set(queue.get_job_ids())
-    for registry in (
-        queue.started_job_registry,
-        queue.finished_job_registry,
-        queue.failed_job_registry,
-        queue.deferred_job_registry,
-        queue.scheduled_job_registry,
-        queue.canceled_job_registry,
-    ):
-        with contextlib.suppress(Exception):
-            job_ids.update(registry.get_job_ids())
+    job_ids: set[str] = set()
+    for name in (queue_name, f"{queue_name}-replies"):  # aduan's replies have their own queue
+        queue = Queue(name, connection=connection)
+        job_ids.update(queue.get_job_ids())
+        for registry in (
+            queue.started_job_registry,
+            queue.finished_job_registry,
+            queue.failed_job_registry,
+            queue.deferred_job_registry,
+            queue.scheduled_job_registry,
+            queue.canceled_job_registry,
+        ):
+            with contextlib.suppress(Exception):
+                job_ids.update(registry.get_job_ids())
     for job_id in job_ids:
         keys.update(
             (
@@ -219,7 +221,7 @@ def clean_redis(
         connection.srem("rq:workers", worker)
     for key in connection.scan_iter(match=f"*{queue_name}*", count=1000):
         keys.add(key)
-    connection.srem("rq:queues", f"rq:queue:{queue_name}")
+    connection.srem("rq:queues", f"rq:queue:{queue_name}", f"rq:queue:{queue_name}-replies")
     removed = 0
     ordered = sorted(keys)
     for start in range(0, len(ordered), 1000):

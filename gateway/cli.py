@@ -8,6 +8,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from config.settings import Settings, SettingsError, load_settings
 from workers.models import OPERATOR_ROLES
@@ -94,41 +95,57 @@ def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _failed_registry(settings: Settings) -> tuple[object, object]:
+def _failed_registries(settings: Settings) -> list[tuple[Any, Any]]:
+    """(queue, its failed-job registry) for the store queue and the replies queue."""
     import redis
     from rq import Queue
     from rq.registry import FailedJobRegistry
     from rq.serializers import JSONSerializer
 
+    from workers.context import reply_queue_name
+
     redis_url = settings.redis_url or _embedded_socket(settings)
     if redis_url is None:
         raise SettingsError("Setting 'REDIS_URL' is not set and no embedded Redis is running.")
     connection = redis.Redis.from_url(redis_url)
-    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
-    return queue, FailedJobRegistry(queue=queue)
+    found = []
+    for name in (settings.queue_name, reply_queue_name(settings.queue_name)):
+        queue = Queue(name, connection=connection, serializer=JSONSerializer)
+        found.append((queue, FailedJobRegistry(queue=queue)))
+    return found
 
 
 def cmd_failed(settings: Settings, args: argparse.Namespace) -> int:
     from rq.job import Job
 
-    queue, registry = _failed_registry(settings)
-    ids = registry.get_job_ids()  # type: ignore[attr-defined]
+    registries = _failed_registries(settings)
+    failed = [
+        (job_id, queue, registry)
+        for queue, registry in registries
+        for job_id in registry.get_job_ids()
+    ]
     if args.failed_command == "list":
-        if not ids:
+        if not failed:
             print("No failed jobs.")
-        for job_id in ids:
-            job = Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)  # type: ignore[attr-defined]
+        for job_id, queue, _ in failed:
+            job = Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)
             result = job.latest_result()
             lines = (result.exc_string or "").strip().splitlines() if result else []
             print(f"{job_id}  {job.description}  {lines[-1] if lines else ''}")
         return 0
-    wanted = ids if args.all else args.job_ids
+    where = {job_id: registry for job_id, _, registry in failed}
+    wanted = list(where) if args.all else args.job_ids
     if not wanted:
         print("Name job ids to requeue, or --all.", file=sys.stderr)
         return 2
+    unknown = [job_id for job_id in wanted if job_id not in where]
     for job_id in wanted:
-        registry.requeue(job_id)  # type: ignore[attr-defined]
-        print(f"requeued {job_id}")
+        if job_id in where:
+            where[job_id].requeue(job_id)
+            print(f"requeued {job_id}")
+    if unknown:
+        print(f"Not a failed job: {', '.join(unknown)}", file=sys.stderr)
+        return 1
     return 0
 
 

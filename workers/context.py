@@ -19,6 +19,12 @@ from workers.db import make_engine, session_factory
 RESULTS_CHANNEL = "aduan:results"
 
 
+def reply_queue_name(queue_name: str) -> str:
+    """Replies have a queue of their own, which workers take from first: a reporter's
+    ticket SMS must not wait behind a backlog of complaints still to be stored."""
+    return f"{queue_name}-replies"
+
+
 def result_key(idempotency_key: str) -> str:
     return f"aduan:result:{idempotency_key}"
 
@@ -43,6 +49,14 @@ class Context:
     @cached_property
     def queue(self) -> Queue:
         return Queue(self.settings.queue_name, connection=self.redis, serializer=JSONSerializer)
+
+    @cached_property
+    def reply_queue(self) -> Queue:
+        return Queue(
+            reply_queue_name(self.settings.queue_name),
+            connection=self.redis,
+            serializer=JSONSerializer,
+        )
 
     @cached_property
     def crypto(self) -> Crypto:

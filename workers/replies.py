@@ -69,7 +69,7 @@ def enqueue_deliveries(context: Context, ids: Iterable[int], *, swept: bool = Fa
     job_id = f"send-{'-'.join(str(i) for i in ids[:8])}-{len(ids)}"
     if swept:
         job_id += f"-swept-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
-    context.queue.enqueue(
+    context.reply_queue.enqueue(
         send_deliveries,
         ids,
         retry=Retry(max=len(intervals), interval=intervals),

@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
-from workers.context import Context, current, install
+from workers.context import Context, current, install, reply_queue_name
 
 # A worker that died mid-job is found by another worker's maintenance task; RQ's
 # default of 600 s is far too long for a complaint service, so look every 15 s.
@@ -95,7 +95,8 @@ def run_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> bo
             # the throughput of the forking Worker); jobs are idempotent, so a crash only
             # retries.
             worker = AduanWorker(
-                [settings.queue_name],
+                # In this order: RQ takes from the first queue that has a job.
+                [reply_queue_name(settings.queue_name), settings.queue_name],
                 connection=connection,
                 serializer=JSONSerializer,
                 maintenance_interval=MAINTENANCE_INTERVAL,
