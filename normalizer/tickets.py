@@ -47,6 +47,14 @@ class TicketRef:
     canonical: str
     valid: bool
 
+    @property
+    def confidential(self) -> bool:
+        """A confidential case's reference: "BGR-2026-R482193-7"."""
+        return _CONFIDENTIAL.search(self.canonical) is not None
+
+
+_CONFIDENTIAL = re.compile(r"-\d{4}-R\d")
+
 
 def _pattern(prefix: str) -> re.Pattern[str]:
     # The sequence is possessive and, without a separate check digit, must not be followed by

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -530,10 +529,7 @@ def _referenced_case(
 
 def _asks_about_confidential(context: Context, complaint: Complaint) -> bool:
     ref = parse_ticket(complaint.ticket_ref or "", context.settings.ticket_prefix)
-    return ref is not None and CONFIDENTIAL_TICKET.search(ref.canonical) is not None
-
-
-CONFIDENTIAL_TICKET = re.compile(r"-\d{4}-R\d")
+    return ref is not None and ref.confidential
 
 
 def _followed_case(case: models.Case | None, reporter: models.Reporter) -> models.Case | None:
