@@ -28,6 +28,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from config.settings import Settings, load_settings
 from gateway.app import Services, build_services, create_app
 from gateway.embedded import EmbeddedRedis
+from tests.fakes.graph_api import FakeGraph
+from tests.fakes.twilio_api import FakeTwilio
 from workers.db import make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,3 +207,19 @@ async def eventually(check: Callable[[], Any], within: float = 10.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
+
+
+# The fake providers, one per test module that uses them (each starts an aiohttp server
+# on a loopback port of its own in a thread).
+@pytest.fixture(scope="module")
+def twilio_api() -> Iterator[FakeTwilio]:
+    fake = FakeTwilio().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def graph_api() -> Iterator[FakeGraph]:
+    fake = FakeGraph().start()
+    yield fake
+    fake.stop()

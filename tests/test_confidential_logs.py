@@ -84,20 +84,6 @@ class Identity:
         return found
 
 
-@pytest.fixture(scope="module")
-def twilio_api() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def graph_api() -> Iterator[FakeGraph]:
-    fake = FakeGraph()
-    fake.start()
-    yield fake
-    fake.stop()
 
 
 @dataclass

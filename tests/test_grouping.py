@@ -19,11 +19,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from channels.base import InboundMessage, Location
+from channels.base import Location
 from config.data import load_replies, load_taxonomy
 from config.settings import load_settings
 from gateway.app import create_app
-from normalizer import Rules, normalize
+from normalizer import Rules
 from tests.conftest import (
     ROOT,
     Stack,
@@ -33,7 +33,7 @@ from tests.conftest import (
     start_worker,
     stop_process,
 )
-from tests.fakes.stack import phone_number, provider_stack
+from tests.fakes.stack import phone_number, provider_stack, sms_complaint
 from tests.fakes.twilio_api import FakeTwilio
 from tests.helpers import png_bytes
 from tests.test_twilio_e2e import SMS_FROM, post, recorded
@@ -44,13 +44,6 @@ from workers.db import make_engine, session_factory, upgrade
 from workers.store import store
 
 Client = TestClient[Any, Any]
-
-
-@pytest.fixture(scope="module")
-def twilio_api() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")
@@ -338,17 +331,7 @@ def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
         (f"Tolong, {street} banjir, got mampet dan meluap", -6.5902, 106.7802),
     ]
     complaints = [
-        normalize(
-            InboundMessage(
-                channel="sms",
-                provider="twilio",
-                provider_message_id="SM" + secrets.token_hex(16),
-                sender=phone_number(),
-                text=text,
-                location=Location(lat=lat, lon=lon),
-            ),
-            rules,
-        )
+        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
         for text, lat, lon in reports
     ]
     try:

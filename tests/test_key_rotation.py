@@ -46,13 +46,6 @@ INTEGRITY = cases.Actor("inspektorat", "integrity")
 SUPERVISOR = cases.Actor("supervisor", "supervisor")
 
 
-@pytest.fixture(scope="module")
-def twilio_api() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio()
-    fake.start()
-    yield fake
-    fake.stop()
-
 
 @pytest.fixture
 def own_database(database_url: str, tmp_path: Path) -> Iterator[str]:

@@ -29,12 +29,6 @@ APP_SECRET = "meta-app-secret-e2e"
 TEMPLATE = "aduan_pemberitahuan"
 
 
-@pytest.fixture(scope="module")
-def graph_api() -> Iterator[FakeGraph]:
-    fake = FakeGraph().start()
-    yield fake
-    fake.stop()
-
 
 @pytest.fixture(scope="module")
 def meta_stack(

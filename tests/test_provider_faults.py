@@ -63,18 +63,6 @@ RETRY_INTERVALS = "1,1"
 SEND_TIMEOUT = 2.0
 
 
-@pytest.fixture(scope="module")
-def twilio_api() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def graph_api() -> Iterator[FakeGraph]:
-    fake = FakeGraph().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")

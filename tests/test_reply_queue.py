@@ -17,30 +17,18 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from channels.base import InboundMessage
 from config.data import load_taxonomy
 from config.settings import load_settings
 from gateway.intake import STORE_JOB, STORE_JOB_TIMEOUT
-from normalizer import Complaint, Rules, normalize
+from normalizer import Rules
 from tests.conftest import ROOT, settings_env
-from tests.fakes.stack import phone_number
+from tests.fakes.stack import sms_complaint
 from workers.context import Context
 from workers.db import upgrade
 from workers.replies import enqueue_deliveries, job_key
 from workers.store import store
 
 BACKLOG_JOBS = 4
-
-
-def _sms(rules: Rules, text: str) -> Complaint:
-    message = InboundMessage(
-        channel="sms",
-        provider="twilio",
-        provider_message_id="SM" + secrets.token_hex(16),
-        sender=phone_number(),
-        text=text,
-    )
-    return normalize(message, rules)
 
 
 def test_a_reply_is_sent_before_the_complaints_queued_ahead_of_it_are_stored(
@@ -56,13 +44,16 @@ def test_a_reply_is_sent_before_the_complaints_queued_ahead_of_it_are_stored(
     connection = redis.Redis.from_url(redis_url)
     try:
         # One complaint stored, its reply committed but not yet queued...
-        [stored] = store(context, [_sms(rules, "Lampu jalan mati di Jl. Pajajaran")])
+        [stored] = store(context, [sms_complaint(rules, "Lampu jalan mati di Jl. Pajajaran")])
         assert stored.deliveries
         # ...then a backlog of store jobs, and only then the reply's job.
         backlog = [
             context.queue.enqueue(
                 STORE_JOB,
-                [_sms(rules, f"Sampah menumpuk di gang {n}-{i}").to_dict() for i in range(50)],
+                [
+                    sms_complaint(rules, f"Sampah menumpuk di gang {n}-{i}").to_dict()
+                    for i in range(50)
+                ],
                 job_timeout=STORE_JOB_TIMEOUT,
             ).id
             for n in range(BACKLOG_JOBS)

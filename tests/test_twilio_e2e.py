@@ -37,12 +37,6 @@ WHATSAPP_FROM = "whatsapp:+14155238886"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
-@pytest.fixture(scope="module")
-def twilio_api() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio().start()
-    yield fake
-    fake.stop()
-
 
 @pytest.fixture(scope="module")
 def twilio_stack(

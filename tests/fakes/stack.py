@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from channels.base import InboundMessage, Location
 from config.settings import load_settings
+from normalizer import Complaint, Rules, normalize
 from tests.conftest import Stack, settings_env, start_worker, stop_process
 from workers.db import make_engine, upgrade
 
@@ -40,3 +42,18 @@ def provider_stack(
 def phone_number() -> str:
     """A fresh Indonesian mobile number, so tests sharing a case store never meet."""
     return "+62812" + "".join(secrets.choice("0123456789") for _ in range(8))
+
+
+def sms_complaint(
+    rules: Rules, text: str, *, sid: str | None = None, location: Location | None = None
+) -> Complaint:
+    """An SMS from a fresh number, normalised as the gateway would, for the store's tests."""
+    message = InboundMessage(
+        channel="sms",
+        provider="twilio",
+        provider_message_id=sid or "SM" + secrets.token_hex(16),
+        sender=phone_number(),
+        text=text,
+        location=location,
+    )
+    return normalize(message, rules)

@@ -17,13 +17,12 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
-from channels.base import InboundMessage
 from config.data import load_taxonomy
 from config.settings import load_settings
 from gateway.intake import STORE_JOB, STORE_JOB_TIMEOUT
-from normalizer import Rules, normalize
+from normalizer import Rules
 from tests.conftest import settings_env, start_worker
-from tests.fakes.stack import phone_number
+from tests.fakes.stack import sms_complaint
 from tests.faults.test_fault_injection import busy_worker_pid
 from workers import models
 from workers.db import make_engine, session_factory, upgrade
@@ -42,16 +41,7 @@ def test_a_worker_told_to_stop_finishes_its_job_first(
     rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
     sids = ["SM" + secrets.token_hex(16) for _ in range(BATCH)]
     batch = [
-        normalize(
-            InboundMessage(
-                channel="sms",
-                provider="twilio",
-                provider_message_id=sid,
-                sender=phone_number(),
-                text=f"Lampu jalan mati di gang {i}",
-            ),
-            rules,
-        ).to_dict()
+        sms_complaint(rules, f"Lampu jalan mati di gang {i}", sid=sid).to_dict()
         for i, sid in enumerate(sids)
     ]
     connection = redis.Redis.from_url(redis_url)
