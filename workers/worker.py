@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import DequeueTimeout
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,12 +33,104 @@ ABANDONED_GRACE = 5
 # put back by RQ only after a minute; here once it has been seen stuck this long.
 STUCK_SECONDS = 10
 RECONNECT_SECONDS = 1.0
+# An idle worker blocks on the last of its queues (the store queue, where gateways put
+# work) for this long at a time, then looks at the others (replies) again.
+IDLE_SLICE_SECONDS = 0.5
 log = logging.getLogger("aduan.worker")
+
+
+class AduanQueue(Queue):
+    """A queue whose workers take jobs from several queues without ever holding one that
+    Redis has forgotten.
+
+    RQ takes a job from one queue with (B)LMOVE into an "intermediate" list, where a job
+    is found again if its worker dies before registering it as started. From several
+    queues RQ uses BLPOP instead, and a worker killed (or a Redis that dies) between the
+    pop and the registration loses the job for good. The fault-injection suite lost an
+    acknowledged complaint that way once workers served the reply queue as well.
+
+    Here each queue, in priority order, gets a non-blocking LMOVE; when all are empty
+    the worker blocks on the last one for IDLE_SLICE_SECONDS at a time. Replies are
+    enqueued by the workers themselves right after a store, so the non-blocking look
+    finds them at once; an operator's reply from the console waits at most a slice.
+    """
+
+    @classmethod
+    def dequeue_any(
+        cls,
+        queues: Iterable[Queue],
+        timeout: int | None,
+        connection: redis.Redis,
+        job_class: type[Job] | None = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> tuple[Job, Queue] | None:
+        ordered = list(queues)
+        if len(ordered) <= 1:
+            return super().dequeue_any(
+                ordered, timeout, connection, job_class, serializer, death_penalty_class
+            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for queue in ordered:
+                moved = cls.lmove(connection, queue.key, None)
+                if moved is not None:
+                    found = cls._found(
+                        moved, connection, job_class, serializer, death_penalty_class
+                    )
+                    if found is not None:
+                        return found
+                    break  # a job deleted meanwhile: look again from the first queue
+            else:
+                if deadline is None:
+                    return None  # burst mode: nothing anywhere
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DequeueTimeout(timeout, [q.key for q in ordered])
+                last = ordered[-1]
+                # Redis (6+) takes a fractional timeout; redis-py's annotation says int.
+                wait: Any = min(IDLE_SLICE_SECONDS, remaining)
+                job_id = connection.blmove(last.key, last.intermediate_queue_key, wait)
+                if job_id is None:
+                    continue
+                moved = (last.key, job_id)
+                found = cls._found(moved, connection, job_class, serializer, death_penalty_class)
+                if found is not None:
+                    return found
+
+    @classmethod
+    def _found(
+        cls,
+        moved: Any,
+        connection: redis.Redis,
+        job_class: type[Job] | None,
+        serializer: Any,
+        death_penalty_class: Any,
+    ) -> tuple[Job, Queue] | None:
+        queue_key, job_id = (
+            part.decode() if isinstance(part, bytes) else str(part) for part in moved
+        )
+        return cls._fetch_dequeued_job(
+            connection,
+            queue_key,
+            job_id,
+            job_class=job_class,
+            serializer=serializer,
+            death_penalty_class=death_penalty_class,
+        )
 
 
 class AduanWorker(SimpleWorker):
     """RQ's SimpleWorker, with a job orphaned by a killed worker recovered within
-    timeout + ABANDONED_GRACE + MAINTENANCE_INTERVAL seconds instead of timeout + 60 + 600."""
+    timeout + ABANDONED_GRACE + MAINTENANCE_INTERVAL seconds instead of timeout + 60 + 600,
+    and jobs taken from several queues as safely as from one (AduanQueue)."""
+
+    queue_class = AduanQueue
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        # RQ clears the intermediate list here only for a worker of one queue, since only
+        # then did it fill it; AduanQueue fills it from every queue.
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         if job.timeout and job.timeout > 0:
