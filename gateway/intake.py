@@ -4,7 +4,8 @@ A complaint is acknowledged only once its job is in Redis. Enqueues are gathered
 few milliseconds into one batch job, written in one round trip on a worker thread so
 the event loop never blocks. A claim key (`SET NX`) in front of the queue turns a
 provider's retries and concurrent copies into one job; the database's unique key has
-the final word when the claim has expired.
+the final word when the claim has expired, or when a copy finds the claim stalled and
+queues itself rather than risk acknowledging a complaint nobody queued.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ log = logging.getLogger("aduan.intake")
 
 CLAIM_PENDING_SECONDS = 60
 CLAIM_SECONDS = 7 * 24 * 3600
+# A copy of a message waits this long for the first copy to be queued, then queues itself.
+CLAIM_STALLED_SECONDS = 5
 STORE_JOB = "workers.store.store_complaints"
 STORE_JOB_TIMEOUT = 30
 STORE_RETRY = Retry(max=10, interval=[1, 2, 5, 10, 20, 30, 60, 120, 300, 600])
@@ -313,7 +316,7 @@ class Intake:
     ) -> bool:
         key = complaint.idempotency_key
         claim = claim_key(key)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + CLAIM_STALLED_SECONDS
         while True:
             try:
                 won = await self.redis.set(
@@ -345,8 +348,16 @@ class Intake:
                     "This Idempotency-Key was already used for a different complaint.",
                     "Idempotency-Key",
                 )
-            if state == "queued" or time.monotonic() > deadline:
+            if state == "queued":
                 return True
+            if time.monotonic() > deadline:
+                # The first copy has held the claim this long without queuing it: its
+                # gateway may have died or failed in between. Acknowledging this copy
+                # as a duplicate could lose the complaint; queue it too, and the
+                # store's unique key keeps exactly one.
+                log.warning("message %s: its first copy stalled; this copy is queued", key)
+                await self.batcher.put(self.payload(complaint), (claim, f"queued:{digest}"))
+                return False
             # The first copy is being enqueued right now: acknowledge only once it is.
             await asyncio.sleep(0.02)
 

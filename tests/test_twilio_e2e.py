@@ -17,12 +17,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
+import redis
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from channels.sms import is_gsm7
 from gateway.app import create_app
+from gateway.intake import CLAIM_PENDING_SECONDS, CLAIM_STALLED_SECONDS, claim_key
+from normalizer import idempotency_key
 from tests.channels.harness import TESTDATA
 from tests.conftest import ROOT, Stack, eventually, free_port, settings_env
 from tests.fakes.stack import phone_number, provider_stack
@@ -35,7 +38,6 @@ Client = TestClient[Any, Any]
 SMS_FROM = "+14155550100"
 WHATSAPP_FROM = "whatsapp:+14155238886"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
-
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +284,29 @@ async def test_twilio_retrying_a_webhook_makes_one_case_and_one_reply(
     await eventually(lambda: replies_to(twilio_api, number))
     await asyncio.sleep(1.0)  # long enough for a second reply, had there been one
     assert len(replies_to(twilio_api, number)) == 1
+
+
+async def test_a_retry_queues_the_message_when_its_first_copy_stalled_mid_claim(
+    gateway: Client, twilio_stack: Stack, twilio_api: FakeTwilio, store: Store
+) -> None:
+    """A gateway that won a message's claim and died before queuing it leaves the claim
+    "pending". Twilio's retry must not be acknowledged as a duplicate of nothing."""
+    number = phone_number()
+    fields = recorded("sms_text.form", From=number, Body="Got mampet di Jl. Merdeka")
+    key = idempotency_key("sms", "twilio", fields["MessageSid"])
+    connection = redis.Redis.from_url(twilio_stack.env["REDIS_URL"])
+    try:
+        connection.set(claim_key(key), "pending:0123456789abcdef", ex=CLAIM_PENDING_SECONDS)
+        started = time.monotonic()
+        answer = await post(gateway, twilio_stack, "/webhooks/twilio", fields)
+        assert answer.status == 200
+        assert time.monotonic() - started >= CLAIM_STALLED_SECONDS
+        assert (connection.get(claim_key(key)) or b"").startswith(b"queued:")
+    finally:
+        connection.close()
+    case = await eventually(lambda: store.case_of(fields["MessageSid"]))
+    [reply] = await eventually(lambda: replies_to(twilio_api, number))
+    assert case.ticket in reply["Body"]
 
 
 async def test_a_confidential_sms_never_shows_the_number_in_a_log(
