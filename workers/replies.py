@@ -97,6 +97,10 @@ def send_deliveries(ids: list[int]) -> dict[str, int]:
 
     Every delivery of the batch is tried, even after one could not be sent; the job then
     fails (and is retried) if any could not, naming the first reason.
+
+    One write transaction per delivery: it records what became of the previous one and
+    claims this one. So at most one delivery at a time is `sending`, as with a
+    transaction for each, and a worker that dies leaves at most one in doubt.
     """
     context = current()
     job = get_current_job()
@@ -104,13 +108,27 @@ def send_deliveries(ids: list[int]) -> dict[str, int]:
     final = job is None or not job.retries_left
     counts: dict[str, int] = {}
     deferred: list[tuple[int, SendDeferred]] = []
-    for delivery_id in ids:
-        try:
-            status = _send_one(context, delivery_id, final=final)
-        except SendDeferred as exc:
-            deferred.append((delivery_id, exc))
-            status = "failed" if final else "queued"
-        counts[status] = counts.get(status, 0) + 1
+    prepared = _prepare(context, ids)
+    unrecorded: tuple[int, SendResult] | None = None
+    try:
+        for delivery_id in ids:
+            # Not claimable when read (sent already, or by another job): left alone.
+            claimed = delivery_id in prepared
+            if claimed:
+                claimed = _record_and_claim(context, unrecorded, delivery_id)
+                unrecorded = None
+            if not claimed:
+                counts["skipped"] = counts.get("skipped", 0) + 1
+                continue
+            outgoing, attempts = prepared[delivery_id]
+            result, not_sent = _send(context, outgoing, attempts, final=final)
+            unrecorded = (delivery_id, result)
+            if not_sent is not None:
+                deferred.append((delivery_id, not_sent))
+            counts[result.status] = counts.get(result.status, 0) + 1
+    finally:
+        if unrecorded is not None:
+            _record_and_claim(context, unrecorded, None)
     if deferred:
         if job is not None and not final:
             waits = [exc.retry_after for _, exc in deferred if exc.retry_after]
@@ -144,78 +162,103 @@ def _claimable() -> Any:
     )
 
 
-def _send_one(context: Context, delivery_id: int, *, final: bool = True) -> str:
-    # Claim first, in its own transaction: of two workers holding the same id, only the
-    # one whose UPDATE matched sends. No row lock is held while the provider answers.
-    with context.sessions() as session, session.begin():
-        claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            update(models.Delivery)
-            .where(models.Delivery.id == delivery_id, _claimable())
-            .values(status="sending", updated_at=datetime.now(UTC))
-        )
-        if claimed.rowcount != 1:
-            return "skipped"
-        delivery = session.get_one(models.Delivery, delivery_id)
-        channel = delivery.channel
-        reporter = (
-            session.get(models.Reporter, delivery.reporter_id) if delivery.reporter_id else None
-        )
-        to = _recipient(context, reporter, delivery.channel) if reporter else None
-        body = context.crypto.open(delivery.body) if delivery.sealed else delivery.body
-        outgoing = None
-        if to is not None:
-            outgoing = Outgoing(
-                delivery.id,
-                delivery.channel,
-                to,
-                str(body),
-                delivery.subject,
-                delivery.in_reply_to,
-                delivery.language,
-                case_id=delivery.case_id,
-                reporter_id=delivery.reporter_id,
-                kind=delivery.kind,
-            )
-    if outgoing is None:
-        result = SendResult(status="failed", error="no address to reply to")
-    else:
-        try:
-            result = sender_for(context, outgoing.channel).send(outgoing)
-        except Exception as exc:
-            # Not now: put it back, with the reason, for the retried job to send; on the
-            # last try, record that it was given up on.
-            if isinstance(exc, SendDeferred):
-                deferred = exc
-            else:
-                deferred = SendDeferred(f"send raised {type(exc).__name__}")
-                deferred.__cause__ = exc
-            _finish(context, delivery_id, _not_sent(context, delivery_id, deferred.error, final))
-            log.warning("delivery %s on %s not sent: %s", delivery_id, channel, deferred.error)
-            raise deferred from deferred.__cause__
-    _finish(context, delivery_id, result)
-    log.info("delivery %s on %s: %s", delivery_id, channel, result.status)
-    return result.status
-
-
-def _not_sent(context: Context, delivery_id: int, reason: str, final: bool) -> SendResult:
-    if not final:
-        return SendResult(status="queued", error=reason)
+def _prepare(context: Context, ids: list[int]) -> dict[int, tuple[Outgoing | None, int]]:
+    """What each delivery would send, and its attempts so far, read in two queries. Read
+    before the claim: nothing here changes once a delivery is written, and the claim
+    alone decides whether it goes out."""
     with context.sessions() as session:
-        attempts = session.scalar(
-            select(models.Delivery.attempts).where(models.Delivery.id == delivery_id)
+        deliveries = session.scalars(
+            select(models.Delivery).where(models.Delivery.id.in_(ids), _claimable())
+        ).all()
+        reporter_ids = {d.reporter_id for d in deliveries if d.reporter_id is not None}
+        reporters = {
+            r.id: r
+            for r in session.scalars(
+                select(models.Reporter).where(models.Reporter.id.in_(reporter_ids))
+            )
+        }
+        prepared: dict[int, tuple[Outgoing | None, int]] = {}
+        for delivery in deliveries:
+            reporter = reporters.get(delivery.reporter_id) if delivery.reporter_id else None
+            to = _recipient(context, reporter, delivery.channel) if reporter else None
+            outgoing = None
+            if to is not None:
+                body = context.crypto.open(delivery.body) if delivery.sealed else delivery.body
+                outgoing = Outgoing(
+                    delivery.id,
+                    delivery.channel,
+                    to,
+                    str(body),
+                    delivery.subject,
+                    delivery.in_reply_to,
+                    delivery.language,
+                    case_id=delivery.case_id,
+                    reporter_id=delivery.reporter_id,
+                    kind=delivery.kind,
+                )
+            prepared[delivery.id] = (outgoing, delivery.attempts)
+    return prepared
+
+
+def _send(
+    context: Context, outgoing: Outgoing | None, attempts: int, *, final: bool
+) -> tuple[SendResult, SendDeferred | None]:
+    """The provider's answer, and the reason when it was not sent but may be later."""
+    if outgoing is None:
+        return SendResult(status="failed", error="no address to reply to"), None
+    try:
+        result = sender_for(context, outgoing.channel).send(outgoing)
+    except Exception as exc:
+        # Not now: put it back, with the reason, for the retried job to send; on the
+        # last try, record that it was given up on.
+        if isinstance(exc, SendDeferred):
+            deferred = exc
+        else:
+            deferred = SendDeferred(f"send raised {type(exc).__name__}")
+            deferred.__cause__ = exc
+        log.warning(
+            "delivery %s on %s not sent: %s", outgoing.delivery_id, outgoing.channel, deferred.error
         )
-    return SendResult(status="failed", error=f"{GAVE_UP} {(attempts or 0) + 1} attempts: {reason}")
+        if final:
+            error = f"{GAVE_UP} {attempts + 1} attempts: {deferred.error}"
+            return SendResult(status="failed", error=error), deferred
+        return SendResult(status="queued", error=deferred.error), deferred
+    log.info("delivery %s on %s: %s", outgoing.delivery_id, outgoing.channel, result.status)
+    return result, None
 
 
-def _finish(context: Context, delivery_id: int, result: SendResult) -> None:
+def _record_and_claim(
+    context: Context, done: tuple[int, SendResult] | None, claim: int | None
+) -> bool:
+    """In one transaction: record what became of the delivery `done` (id, result), and
+    claim the delivery `claim` for sending. Of two workers holding the same id, only the
+    one whose UPDATE matched sends; no row lock is held while the provider answers."""
+    claimed = False
     with context.sessions() as session, session.begin():
-        delivery = session.get_one(models.Delivery, delivery_id)
-        delivery.attempts += 1
-        delivery.status = result.status
-        delivery.provider = result.provider or delivery.provider
-        delivery.provider_id = result.provider_id or delivery.provider_id
-        delivery.error = result.error
-        delivery.updated_at = datetime.now(UTC)
+        now = datetime.now(UTC)
+        if done is not None:
+            delivery_id, result = done
+            values: dict[str, Any] = {
+                "attempts": models.Delivery.attempts + 1,
+                "status": result.status,
+                "error": result.error,
+                "updated_at": now,
+            }
+            if result.provider:
+                values["provider"] = result.provider
+            if result.provider_id:
+                values["provider_id"] = result.provider_id
+            session.execute(
+                update(models.Delivery).where(models.Delivery.id == delivery_id).values(values)
+            )
+        if claim is not None:
+            matched: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+                update(models.Delivery)
+                .where(models.Delivery.id == claim, _claimable())
+                .values(status="sending", updated_at=now)
+            )
+            claimed = matched.rowcount == 1
+    return claimed
 
 
 STOPPED_WHILE_SENDING = "the worker stopped while sending: it may have gone out; not sent again"
