@@ -139,6 +139,10 @@ class _Pool:
 
 
 POOL_MARGIN = 50  # read more than CANDIDATE_LIMIT: a reporter's own cases are left out later
+# A pool reaches this much further back than the complaint it was read for: a batch's
+# complaints are not in the order they were received (gateways queue them as their
+# claims return), and an earlier one would otherwise read the pool again.
+POOL_SLACK = timedelta(hours=1)
 
 
 def forget_candidates(session: Session) -> None:
@@ -151,6 +155,7 @@ def _pool(session: Session, topic: str, since: datetime) -> _Pool:
     found = pools.get(topic)
     if found is not None and found.since <= since:
         return found
+    since -= POOL_SLACK  # link_incident still leaves out what is older than its window
     Case = models.Case
     # The times as the database gives them (no datetime parsed per row on SQLite): they
     # are a cache key here, and a case's creation is parsed once, when first read.
