@@ -1,9 +1,13 @@
 """The store job: complaints from the queue into the case store, exactly once.
 
-Each complaint is handled in its own savepoint inside one transaction per batch. The
-unique idempotency key on `messages` is the final word on duplicates: a retried job,
-or the same message handled by two workers at once, finds the first one's row and
-answers with its ticket instead of making a second case.
+A batch is stored in one transaction. The unique idempotency key on `messages` is the
+final word on duplicates: a retried job, or the same message handled by two workers at
+once, finds the first one's row and answers with its ticket instead of making a second
+case. Messages a retried job already stored are found by one query up front; a worker
+racing us is caught by the unique key (or a deadlock on PostgreSQL), and then the batch
+is stored again with each complaint in a savepoint of its own, where the loser finds
+the winner's row. Savepoints
+cost two statements and a flush per complaint, so only that rare retry pays for them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, object_session
 
 from normalizer.complaint import Complaint
@@ -101,6 +105,33 @@ def store_complaints(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def store(context: Context, complaints: list[Complaint]) -> list[Outcome]:
+    for attempt in range(STORE_ATTEMPTS):
+        try:
+            return _store_batch(context, complaints, savepoints=attempt > 0)
+        except (IntegrityError, OperationalError) as exc:
+            # Another worker stored one of these messages meanwhile (the unique key), or
+            # PostgreSQL chose this transaction as a deadlock's victim (two batches
+            # sharing messages and reporters, locked in different orders). All of this
+            # batch was rolled back: store it again, each complaint in a savepoint.
+            if attempt == STORE_ATTEMPTS - 1 or not _lost_a_race(exc):
+                raise
+            log.info("a batch lost a race with another worker (%s); again", type(exc).__name__)
+    raise AssertionError("unreachable")
+
+
+STORE_ATTEMPTS = 3
+RACE_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
+
+
+def _lost_a_race(exc: IntegrityError | OperationalError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES
+
+
+def _store_batch(
+    context: Context, complaints: list[Complaint], *, savepoints: bool
+) -> list[Outcome]:
     outcomes: list[Outcome] = []
     with context.sessions() as session, session.begin():
         # One query for the whole batch finds the messages a retried job already stored;
@@ -115,7 +146,11 @@ def store(context: Context, complaints: list[Complaint]) -> list[Outcome]:
         )
         for complaint in complaints:
             known = complaint.idempotency_key in stored
-            outcomes.append(_store_one(context, session, complaint, known=known))
+            if savepoints:
+                outcomes.append(_store_one(context, session, complaint, known=known))
+            else:
+                existing = _existing(context, session, complaint.idempotency_key) if known else None
+                outcomes.append(existing or _create(context, session, complaint))
             stored.add(complaint.idempotency_key)
     return outcomes
 
