@@ -221,9 +221,10 @@ def _pool(session: Session, topic: str, since: datetime) -> _Pool:
 
 def link_incident(
     session: Session, case: models.Case, complaint: Complaint, rules: GroupingRules
-) -> models.Case | None:
+) -> int | None:
     """Link a new case to the incident other reporters already opened, if there is one:
-    among the CANDIDATE_LIMIT newest open cases of its topic from other reporters."""
+    among the CANDIDATE_LIMIT newest open cases of its topic from other reporters. The
+    id of the incident's first case, when linked."""
     if case.confidential:
         return None
     since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
@@ -241,7 +242,7 @@ def link_incident(
         if taken == CANDIDATE_LIMIT:
             break
     new = IncidentCandidate.from_complaint(complaint)
-    linked = _choose_and_link(session, case, new, members, rules)
+    linked = _choose_and_link(session, case, new, members, rules, pool)
     # This batch's later complaints see this case as a candidate too.
     report = IncidentCandidate.from_values(
         {
@@ -253,7 +254,7 @@ def link_incident(
             "received_at": _aware(case.created_at),
         }
     )
-    root = linked.id if linked is not None else case.id
+    root = linked if linked is not None else case.id
     pool.cases.insert(
         0, _Candidate(case.id, case.reporter_id, _aware(case.created_at), report, root)
     )
@@ -266,23 +267,28 @@ def _choose_and_link(
     new: IncidentCandidate,
     members: dict[int, list[IncidentCandidate]],
     rules: GroupingRules,
-) -> models.Case | None:
+    pool: _Pool,
+) -> int | None:
     if not members:
         return None
     best = choose_incident(new, members, rules.link)
     if best is None:
         return None
-    root_case = session.get(models.Case, best[1])
-    if root_case is None or root_case.status not in OPEN_STATUSES:
-        return None
-    session.add(models.CaseLink(case_id=case.id, into_case_id=root_case.id, actor="system"))
+    root = best[1]
+    # The pool holds open cases only, read in this transaction; an incident's first case
+    # older than the pool is asked about.
+    if not any(candidate.id == root for candidate in pool.cases):
+        status = session.scalar(select(models.Case.status).where(models.Case.id == root))
+        if status not in OPEN_STATUSES:
+            return None
+    session.add(models.CaseLink(case_id=case.id, into_case_id=root, actor="system"))
     session.add(
         models.AuditEvent(
-            case_id=root_case.id,
+            case_id=root,
             actor="system",
             action="incident_link",
             note=None,
             detail={"ticket": case.ticket, "score": round(best[0], 3)},
         )
     )
-    return root_case
+    return root
