@@ -104,8 +104,13 @@ def store_complaints(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [o.public() for o in outcomes]
 
 
+# A batch that lost a race is stored again this many times at most, in savepoints.
+STORE_ATTEMPTS = 3
+RACE_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
+
+
 def store(context: Context, complaints: list[Complaint]) -> list[Outcome]:
-    for attempt in range(STORE_ATTEMPTS):
+    for attempt in range(STORE_ATTEMPTS - 1):
         try:
             return _store_batch(context, complaints, savepoints=attempt > 0)
         except (IntegrityError, OperationalError) as exc:
@@ -113,14 +118,10 @@ def store(context: Context, complaints: list[Complaint]) -> list[Outcome]:
             # PostgreSQL chose this transaction as a deadlock's victim (two batches
             # sharing messages and reporters, locked in different orders). All of this
             # batch was rolled back: store it again, each complaint in a savepoint.
-            if attempt == STORE_ATTEMPTS - 1 or not _lost_a_race(exc):
+            if not _lost_a_race(exc):
                 raise
             log.info("a batch lost a race with another worker (%s); again", type(exc).__name__)
-    raise AssertionError("unreachable")
-
-
-STORE_ATTEMPTS = 3
-RACE_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
+    return _store_batch(context, complaints, savepoints=True)
 
 
 def _lost_a_race(exc: IntegrityError | OperationalError) -> bool:
@@ -148,11 +149,9 @@ def _store_batch(
             _read_reporters(context, session, complaints)
         for complaint in complaints:
             known = complaint.idempotency_key in stored
-            if savepoints:
-                outcomes.append(_store_one(context, session, complaint, known=known))
-            else:
-                existing = _existing(context, session, complaint.idempotency_key) if known else None
-                outcomes.append(existing or _create(context, session, complaint))
+            outcomes.append(
+                _store_one(context, session, complaint, known=known, savepoint=savepoints)
+            )
             stored.add(complaint.idempotency_key)
     return outcomes
 
@@ -168,13 +167,16 @@ def publish(context: Context, outcomes: list[Outcome]) -> None:
 
 
 def _store_one(
-    context: Context, session: Session, complaint: Complaint, *, known: bool = True
+    context: Context, session: Session, complaint: Complaint, *, known: bool, savepoint: bool
 ) -> Outcome:
-    """`known`: the message may already be stored (a retried job, a repeat in the batch)."""
+    """`known`: the message may already be stored (a retried job, a repeat in the batch).
+    `savepoint`: a worker may be storing it at this moment (the batch lost a race once)."""
     if known:
         existing = _existing(context, session, complaint.idempotency_key)
         if existing is not None:
             return existing
+    if not savepoint:
+        return _create(context, session, complaint)
     try:
         with session.begin_nested():
             return _create(context, session, complaint)
