@@ -14,6 +14,7 @@ from rq import Queue, SimpleWorker
 from rq.exceptions import DequeueTimeout
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import as_text
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
@@ -75,12 +76,7 @@ class AduanQueue(Queue):
             for queue in ordered:
                 moved = cls.lmove(connection, queue.key, None)
                 if moved is not None:
-                    found = cls._found(
-                        moved, connection, job_class, serializer, death_penalty_class
-                    )
-                    if found is not None:
-                        return found
-                    break  # a job deleted meanwhile: look again from the first queue
+                    break
             else:
                 if deadline is None:
                     return None  # burst mode: nothing anywhere
@@ -94,30 +90,18 @@ class AduanQueue(Queue):
                 if job_id is None:
                     continue
                 moved = (last.key, job_id)
-                found = cls._found(moved, connection, job_class, serializer, death_penalty_class)
-                if found is not None:
-                    return found
-
-    @classmethod
-    def _found(
-        cls,
-        moved: Any,
-        connection: redis.Redis,
-        job_class: type[Job] | None,
-        serializer: Any,
-        death_penalty_class: Any,
-    ) -> tuple[Job, Queue] | None:
-        queue_key, job_id = (
-            part.decode() if isinstance(part, bytes) else str(part) for part in moved
-        )
-        return cls._fetch_dequeued_job(
-            connection,
-            queue_key,
-            job_id,
-            job_class=job_class,
-            serializer=serializer,
-            death_penalty_class=death_penalty_class,
-        )
+            queue_key, job_id = (as_text(part) for part in moved)
+            found = cls._fetch_dequeued_job(
+                connection,
+                queue_key,
+                job_id,
+                job_class=job_class,
+                serializer=serializer,
+                death_penalty_class=death_penalty_class,
+            )
+            if found is not None:
+                return found
+            # The job was deleted meanwhile: look again, from the first queue.
 
 
 class AduanWorker(SimpleWorker):
