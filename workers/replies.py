@@ -112,9 +112,8 @@ def send_deliveries(ids: list[int]) -> dict[str, int]:
     unrecorded: tuple[int, SendResult] | None = None
     try:
         for delivery_id in ids:
-            # Not claimable when read (sent already, or by another job): left alone.
-            claimed = delivery_id in prepared
-            if claimed:
+            claimed = False  # not claimable when read (sent already, or by another job)
+            if delivery_id in prepared:
                 claimed = _record_and_claim(context, unrecorded, delivery_id)
                 unrecorded = None
             if not claimed:
