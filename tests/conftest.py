@@ -103,7 +103,14 @@ def database_url(
     reason = _pg_available()
     if reason:
         pytest.skip(reason)
-    schema = f"aduan_test_{os.getpid()}_{secrets.token_hex(3)}"
+    with pg_schema("aduan_test") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def pg_schema(prefix: str) -> Iterator[str]:
+    """A database URL for a PostgreSQL schema of the caller's own, dropped afterwards."""
+    schema = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import Engine, inspect, select
@@ -30,7 +29,7 @@ from twilio.request_validator import RequestValidator
 from config.data import load_replies
 from gateway.app import create_app
 from normalizer import idempotency_key
-from tests.conftest import PG_DSN, ROOT, Stack, eventually, settings_env, stop_process
+from tests.conftest import ROOT, Stack, eventually, pg_schema, settings_env, stop_process
 from tests.fakes.stack import phone_number, provider_stack
 from tests.fakes.twilio_api import FakeTwilio
 from workers import cases, models
@@ -46,7 +45,6 @@ INTEGRITY = cases.Actor("inspektorat", "integrity")
 SUPERVISOR = cases.Actor("supervisor", "supervisor")
 
 
-
 @pytest.fixture
 def own_database(database_url: str, tmp_path: Path) -> Iterator[str]:
     """A case store of this test's own, of the kind `database_url` names: rotation
@@ -54,14 +52,8 @@ def own_database(database_url: str, tmp_path: Path) -> Iterator[str]:
     if database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'rotation.sqlite3'}"
         return
-    schema = f"aduan_keys_{os.getpid()}_{secrets.token_hex(3)}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_DSN}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with pg_schema("aduan_keys") as url:
+        yield url
 
 
 def twilio_env(api: FakeTwilio, keys: str) -> dict[str, str]:

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import inspect, update
 
-from tests.conftest import PG_DSN, ROOT, Stack, _pg_available, settings_env
+from tests.conftest import ROOT, Stack, _pg_available, pg_schema, settings_env
 from tests.console.test_console_http import LoggedIn, case_id, submit
 from workers import models
 from workers.cases import sla_due
@@ -53,14 +52,8 @@ def test_the_console_migration_goes_up_and_down_on_postgresql() -> None:
     reason = _pg_available()
     if reason:
         pytest.skip(reason)
-    schema = f"aduan_migration_{secrets.token_hex(3)}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        _up_down_up(f"{PG_DSN}?options=-csearch_path%3D{schema}")
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with pg_schema("aduan_migration") as url:
+        _up_down_up(url)
 
 
 def _aduan(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
