@@ -35,8 +35,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rapidfuzz import fuzz
 
@@ -64,6 +64,8 @@ __all__ = [
     "similarity",
     "text_similarity",
 ]
+
+_T = TypeVar("_T")
 
 EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
 
@@ -117,6 +119,16 @@ class IncidentCandidate:
     @property
     def located(self) -> bool:
         return self.lat is not None and self.lon is not None
+
+    @cached_property
+    def _link(self) -> _Linking:
+        """What linking reads of this report, worked out once: the fields never change, and
+        one stored report is compared with every complaint that comes after it."""
+        return _Linking(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # `_link` belongs to this process (its caches' objects): not pickled nor copied.
+        return {name: value for name, value in self.__dict__.items() if name != "_link"}
 
     @classmethod
     def from_complaint(cls, complaint: Complaint) -> IncidentCandidate:
@@ -995,7 +1007,7 @@ def _apply_phrases(tokens: list[_Token]) -> list[_Token]:
     out: list[_Token] = []
     i = 0
     while i < len(tokens):
-        for phrase, replacement in _PHRASE_TABLE:
+        for phrase, replacement in _PHRASES_BY_FIRST_WORD.get(words[i], ()):
             n = len(phrase)
             if tuple(words[i : i + n]) == phrase:
                 out.extend(_Token(w, tokens[i].capital) for w in replacement)
@@ -1013,6 +1025,20 @@ _PHRASE_TABLE: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = tuple(
         key=lambda pr: -len(pr[0]),
     )
 )
+
+
+def _by_first_word(
+    table: Iterable[tuple[tuple[str, ...], tuple[str, ...]]],
+) -> dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]]:
+    by_word: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+    for phrase, replacement in table:
+        by_word.setdefault(phrase[0], []).append((phrase, replacement))
+    return by_word
+
+
+# The table by its phrases' first word, in the table's order (longest first): only these
+# can start at a word.
+_PHRASES_BY_FIRST_WORD = _by_first_word(_PHRASE_TABLE)
 
 
 def _name_word(token: _Token, capital_mode: bool) -> bool:
@@ -1472,6 +1498,13 @@ def _area_conflict(ia: _PlaceIndex, ib: _PlaceIndex) -> bool:
     return bool(ia.rt and ib.rt and not ia.rt & ib.rt and ia.rw & ib.rw)
 
 
+@lru_cache(maxsize=65536)
+def _places_conflict(a: frozenset[Place], b: frozenset[Place]) -> bool:
+    """`_area_conflict` of two texts' places."""
+    return _area_conflict(_place_index(a), _place_index(b))
+
+
+@lru_cache(maxsize=65536)
 def place_evidence(a: frozenset[Place], b: frozenset[Place]) -> PlaceEvidence:
     """Compare what two texts say about where. Streets, gangs, kelurahan, kecamatan and RW
     contradict when both name one and none agree; landmarks match or weaken a match."""
@@ -1557,21 +1590,64 @@ def _distance(a: IncidentCandidate, b: IncidentCandidate) -> float | None:
 
 
 def _analysis(candidate: IncidentCandidate) -> TextAnalysis:
-    return analyse(candidate.text, candidate.address)
+    return candidate._link.analysis
+
+
+# One object for equal values (analyses, place sets), so that the caches keyed by them
+# find them by identity instead of comparing them field by field; and for the reports that
+# read alike at one place, (topic, lat, lon, analysis), one pair of keys: `choose_incident`
+# gives them one verdict (the first key within the window, the other outside). Emptied when
+# full: what comes afterwards gets objects of its own, compared by value or at worst
+# assessed again, never mistaken for something else.
+_SHARED: dict[Any, Any] = {}
+_ALIKE: dict[tuple[Any, ...], tuple[object, object]] = {}
+_SHARED_MAX = 32_768
+
+
+def _shared(value: _T) -> _T:
+    found: _T | None = _SHARED.get(value)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[value] = value
+    return found
+
+
+class _Linking:
+    """What linking reads of one report: its analysis, its places, its time and the
+    keys of the reports that read alike at its place (see `IncidentCandidate._link`)."""
+
+    __slots__ = ("analysis", "inside", "moment", "named", "outside", "place_set")
+
+    def __init__(self, candidate: IncidentCandidate) -> None:
+        analysis = _shared(analyse(candidate.text, candidate.address))
+        self.analysis = analysis
+        self.place_set = _shared(analysis.places)
+        self.named = _names_places(analysis)
+        received = candidate.received_at
+        self.moment = None if received is None else _aware(received)
+        alike = (candidate.topic, candidate.lat, candidate.lon, analysis)
+        keys = _ALIKE.get(alike)
+        if keys is None:
+            if len(_ALIKE) >= _SHARED_MAX:
+                _ALIKE.clear()
+            keys = _ALIKE[alike] = (object(), object())
+        self.inside, self.outside = keys
 
 
 def _decide(
-    ta: TextAnalysis,
-    tb: TextAnalysis,
+    la: _Linking,
+    lb: _Linking,
     places: PlaceEvidence,
     distance: float | None,
     rules: LinkRules,
 ) -> tuple[float, float] | None:
     """(the score, the threshold it must reach) for two reports of one topic, within the
     window and not placed apart; None when they cannot be linked."""
+    ta, tb = la.analysis, lb.analysis
     if distance is not None or places.match:
         return problem_overlap(ta, tb), rules.overlap_threshold
-    if places.spot_conflict or _names_places(ta) or _names_places(tb):
+    if places.spot_conflict or la.named or lb.named:
         # Both say where, and not the same place; or one says where and the other could be
         # anywhere in the city ("lampu jalan mati").
         return None
@@ -1619,19 +1695,35 @@ def assess(
     the problem words are compared only for reports that could be the same incident."""
     if a.topic != b.topic:
         return _APART
+    return _assess(a, a._link, b, b._link, None, rules)
+
+
+def _assess(
+    a: IncidentCandidate,
+    la: _Linking,
+    b: IncidentCandidate,
+    lb: _Linking,
+    within: bool | None,
+    rules: LinkRules,
+) -> Assessment:
+    """`assess`, with what is read once per report at hand (`within`: whether the two are
+    within the window, None when not yet known)."""
+    if a.topic != b.topic:
+        return _APART
     distance = _distance(a, b)
     if distance is not None and distance > rules.max_distance_m:
         return _APART
-    ta, tb = _analysis(a), _analysis(b)
-    if _area_conflict(_place_index(ta.places), _place_index(tb.places)):
+    if _places_conflict(la.place_set, lb.place_set):
         return _APART
-    if not _within_window(a, b, rules):
+    if within is None:
+        within = _within_window(a, b, rules)
+    if not within:
         return _UNRELATED
-    places = place_evidence(ta.places, tb.places)
-    decided = _decide(ta, tb, places, distance, rules)
+    places = place_evidence(la.place_set, lb.place_set)
+    decided = _decide(la, lb, places, distance, rules)
     if decided is None or decided[0] < decided[1]:
         return _UNRELATED
-    return Assessment(False, True, _score(ta, tb, places, distance, rules))
+    return Assessment(False, True, _score(la.analysis, lb.analysis, places, distance, rules))
 
 
 def choose_incident(
@@ -1644,21 +1736,25 @@ def choose_incident(
     among the others that have a report of the same incident, the best such match wins."""
     best: tuple[float, int] | None = None
     # Reports that read alike at one place get one verdict: a flood of "jalan berlubang di
-    # Jl. Pajajaran" is compared once per different wording, not once per report.
-    verdicts: dict[tuple[Any, ...], Assessment] = {}
+    # Jl. Pajajaran" is compared once per different wording, not once per report. A
+    # verdict's key stands for (topic, lat, lon, analysis) and whether the report is within
+    # the window; what a report's key needs is worked out once per report (`_link`).
+    verdicts: dict[object, Assessment] = {}
+    mine = new._link
+    moment = mine.moment
     for key, reports in incidents.items():
         score: float | None = None
         for report in reports:
-            alike = (
-                report.topic,
-                report.lat,
-                report.lon,
-                _analysis(report),
-                _within_window(new, report, rules),
-            )
+            theirs = report._link
+            if moment is None or theirs.moment is None:
+                within = True
+            else:  # _within_window, with the times made aware once per report
+                gap = abs((moment - theirs.moment).total_seconds())
+                within = gap <= rules.window_days * 86_400
+            alike = theirs.inside if within else theirs.outside
             verdict = verdicts.get(alike)
             if verdict is None:
-                verdict = verdicts[alike] = assess(new, report, rules)
+                verdict = verdicts[alike] = _assess(new, mine, report, theirs, within, rules)
             if verdict.contradicts:
                 score = None
                 break
@@ -1675,14 +1771,14 @@ def _threshold(
     """(the score, the threshold it must reach), or None when they cannot be linked."""
     if a.topic != b.topic or not _within_window(a, b, rules):
         return None
-    ta, tb = _analysis(a), _analysis(b)
-    places = place_evidence(ta.places, tb.places)
+    la, lb = a._link, b._link
+    places = place_evidence(la.place_set, lb.place_set)
     if places.conflict:
         return None
     distance = _distance(a, b)
     if distance is not None and distance > rules.max_distance_m:
         return None
-    return _decide(ta, tb, places, distance, rules)
+    return _decide(la, lb, places, distance, rules)
 
 
 def contradicts(

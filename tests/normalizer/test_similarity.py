@@ -6,9 +6,10 @@ import importlib.util
 import math
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -21,6 +22,7 @@ from normalizer.similarity import (
     LinkRules,
     analyse,
     assess,
+    choose_incident,
     contradicts,
     distance_m,
     is_repeat,
@@ -387,3 +389,71 @@ def test_a_stored_time_without_a_zone_is_taken_as_utc() -> None:
         "lubang di jln pajajaran dpn tugu kujang", received_at=datetime(2026, 3, 3, 8, 30)
     )
     assert same_incident(aware, naive)
+
+
+WIB = timezone(timedelta(hours=7))
+WEEK = timedelta(days=7)
+MICROSECOND = timedelta(microseconds=1)
+
+
+@pytest.mark.parametrize(
+    ("received_at", "linked"),
+    [
+        (T0 + WEEK, True),
+        (T0 - WEEK, True),
+        (T0 + WEEK + MICROSECOND, False),
+        (T0 - WEEK - MICROSECOND, False),
+        ((T0 + WEEK).astimezone(WIB), True),
+        ((T0 + WEEK + MICROSECOND).astimezone(WIB), False),
+        ((T0 + WEEK).replace(tzinfo=None), True),
+        ((T0 + WEEK + MICROSECOND).replace(tzinfo=None), False),
+        (None, True),
+    ],
+)
+def test_choose_incident_reads_the_window_to_the_microsecond_as_assess_does(
+    received_at: datetime | None, linked: bool
+) -> None:
+    """choose_incident works out each report's time once; at the window's edge, in another
+    zone or without one, it says what `assess` (and `same_incident`) says."""
+    new = report(POTHOLE)
+    old = report("lubang di jln pajajaran dpn tugu kujang", received_at=received_at)
+    assert same_incident(new, old) is linked
+    assert assess(new, old).same_incident is linked
+    chosen = choose_incident(new, {7: [old]})
+    assert (chosen is not None) is linked
+    if chosen is not None:
+        assert chosen == (assess(new, old).score, 7)
+
+
+def test_choose_incident_subtracts_times_of_one_zone_with_summer_time_as_python_does() -> None:
+    """Two times of one zone with summer time subtract as wall-clock times (Python's
+    datetime); times of different zones, as instants. The clocks went forward on 29 March
+    2026 in Berlin: 7 days 30 minutes on the clock are 6 days 23 hours 30 minutes."""
+    berlin = ZoneInfo("Europe/Berlin")
+    after = datetime(2026, 3, 29, 12, 0, tzinfo=berlin)
+    before = datetime(2026, 3, 22, 11, 30, tzinfo=berlin)
+    new = report(POTHOLE, received_at=after)
+    for received_at, linked in [
+        (before, False),
+        (before.astimezone(UTC), True),
+        (before.astimezone(WIB), True),
+    ]:
+        old = report("lubang di jln pajajaran dpn tugu kujang", received_at=received_at)
+        assert assess(new, old).same_incident is linked
+        assert (choose_incident(new, {1: [old]}) is not None) is linked
+        # and the same report again, its time already worked out
+        assert (choose_incident(new, {1: [old], 2: [old]}) is not None) is linked
+
+
+def test_choose_incident_gives_reports_alike_one_verdict_but_not_across_the_window() -> None:
+    """Reports of one wording at one place share a verdict; one of them outside the window
+    does not take the verdict of those inside it, and a contradicting report still refuses
+    its incident."""
+    new = report(POTHOLE, lat=LAT, lon=LON)
+    inside = report("lubang di jln pajajaran dpn tugu kujang", lat=LAT, lon=LON)
+    outside = replace(inside, received_at=T0 + WEEK + MICROSECOND)
+    elsewhere = report("lubang di Jl. Sudirman", lat=LAT, lon=LON)
+    score = assess(new, inside).score
+    assert choose_incident(new, {1: [outside, inside]}) == (score, 1)
+    assert choose_incident(new, {1: [outside], 2: [inside, outside]}) == (score, 2)
+    assert choose_incident(new, {1: [inside, elsewhere], 2: [outside]}) is None
