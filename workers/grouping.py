@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,16 +48,24 @@ def _stored_time(value: datetime | str) -> datetime:
     return _aware(value if isinstance(value, datetime) else datetime.fromisoformat(value))
 
 
-def serialize_reporter(session: Session, reporter: models.Reporter) -> None:
+def serialize_reporters(session: Session, address_hashes: Iterable[str]) -> None:
     """Messages of one reporter are handled one at a time, whichever worker holds them.
 
-    PostgreSQL: a transaction-scoped advisory lock on the reporter. SQLite: the worker's
-    transactions begin IMMEDIATE (see workers.db), which already serialises writers.
+    PostgreSQL: transaction-scoped advisory locks on a batch's reporters, taken in one
+    statement and in one order, so two batches that share reporters wait for each other
+    rather than deadlock. Take them before reading: what the other batch stored is then
+    seen. SQLite: the worker's transactions begin IMMEDIATE (see workers.db), which
+    already serialises writers.
     """
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql" and reporter.address_hash:
-        key = int(reporter.address_hash[:15], 16)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    keys = sorted({int(address_hash[:15], 16) for address_hash in address_hashes})
+    if keys and session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(
+            text(
+                "SELECT pg_advisory_xact_lock(k) FROM "
+                "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS ordered"
+            ),
+            {"keys": keys},
+        )
 
 
 def _first_text(session: Session, case_id: int) -> str:
@@ -121,11 +131,17 @@ _CANDIDATES_MAX = 20_000
 
 @dataclass
 class _Candidate:
-    id: int
-    reporter_id: int
+    id: int  # a case made in this transaction and not yet flushed has a key below zero
+    reporter_id: int | None
     created_at: datetime
     report: IncidentCandidate
     root: int  # the incident's first case: itself, or the case it is linked into
+    reporter: models.Reporter | None = None  # for a case made in this transaction
+
+    def of(self, reporter: models.Reporter) -> bool:
+        if self.reporter is not None:
+            return self.reporter is reporter
+        return self.reporter_id is not None and self.reporter_id == reporter.id
 
 
 @dataclass
@@ -136,6 +152,17 @@ class _Pool:
 
     since: datetime
     cases: list[_Candidate]
+    # The batch's new cases, which have no id until the batch is flushed, by their key.
+    made: dict[int, models.Case] = field(default_factory=dict)
+    # Whether an incident's first case older than the pool is still open, once asked.
+    roots_open: dict[int, bool] = field(default_factory=dict)
+
+    def key(self, case: models.Case) -> int:
+        if case.id is not None:
+            return case.id
+        key = -(len(self.made) + 1)
+        self.made[key] = case
+        return key
 
 
 POOL_MARGIN = 50  # read more than CANDIDATE_LIMIT: a reporter's own cases are left out later
@@ -148,6 +175,7 @@ POOL_SLACK = timedelta(hours=1)
 def forget_candidates(session: Session) -> None:
     """After a case's topic changed in this transaction: read the pools again."""
     session.info.pop("incident_pools", None)
+    session.info["incident_pools_forgotten"] = True
 
 
 def _pool(session: Session, topic: str, since: datetime) -> _Pool:
@@ -156,6 +184,41 @@ def _pool(session: Session, topic: str, since: datetime) -> _Pool:
     if found is not None and found.since <= since:
         return found
     since -= POOL_SLACK  # link_incident still leaves out what is older than its window
+    # The batch's new cases of this topic join its pool as they are made (link_incident),
+    # so a topic's first read need not flush them; a pool read again (for an older
+    # complaint, or after a topic changed) must see them in the database.
+    fresh = found is None and not session.info.pop("incident_pools_forgotten", False)
+    with session.no_autoflush if fresh else contextlib.nullcontext():
+        rows, first_texts = _read_pool(session, topic, since)
+    cases = []
+    for row in rows:
+        key = tuple(row[:7])
+        report = _CANDIDATES.get(key)
+        if report is None:
+            report = IncidentCandidate.from_values(
+                {
+                    "topic": row.topic,
+                    "text": first_texts.get(row.id, ""),
+                    "lat": row.lat,
+                    "lon": row.lon,
+                    "address": row.address,
+                    "received_at": _stored_time(row.created_at),
+                }
+            )
+            _CANDIDATES[key] = report
+        assert report.received_at is not None
+        cases.append(
+            _Candidate(
+                row.id, row.reporter_id, report.received_at, report, row.into_case_id or row.id
+            )
+        )
+    pools[topic] = found = _Pool(since, cases)
+    return found
+
+
+def _read_pool(session: Session, topic: str, since: datetime) -> tuple[list[Any], dict[int, str]]:
+    """A topic's open cases since `since`, newest first, and the first words of those not
+    met before."""
     Case = models.Case
     # The times as the database gives them (no datetime parsed per row on SQLite): they
     # are a cache key here, and a case's creation is parsed once, when first read.
@@ -193,30 +256,7 @@ def _pool(session: Session, topic: str, since: datetime) -> _Pool:
                 first_texts.setdefault(case_id, body)
         if len(_CANDIDATES) + len(missing) > _CANDIDATES_MAX:
             _CANDIDATES.clear()
-    cases = []
-    for row in rows:
-        key = tuple(row[:7])
-        report = _CANDIDATES.get(key)
-        if report is None:
-            report = IncidentCandidate.from_values(
-                {
-                    "topic": row.topic,
-                    "text": first_texts.get(row.id, ""),
-                    "lat": row.lat,
-                    "lon": row.lon,
-                    "address": row.address,
-                    "received_at": _stored_time(row.created_at),
-                }
-            )
-            _CANDIDATES[key] = report
-        assert report.received_at is not None
-        cases.append(
-            _Candidate(
-                row.id, row.reporter_id, report.received_at, report, row.into_case_id or row.id
-            )
-        )
-    pools[topic] = found = _Pool(since, cases)
-    return found
+    return list(rows), first_texts
 
 
 def link_incident(
@@ -224,18 +264,18 @@ def link_incident(
 ) -> int | None:
     """Link a new case to the incident other reporters already opened, if there is one:
     among the CANDIDATE_LIMIT newest open cases of its topic from other reporters. The
-    id of the incident's first case, when linked."""
+    incident's first case when linked: its id, or below zero one this batch made."""
     if case.confidential:
         return None
     since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
     pool = _pool(session, case.topic, since)
     members: dict[int, list[IncidentCandidate]] = {}
     taken = 0
-    reporter_id, case_id = case.reporter_id, case.id
+    reporter, key = case.reporter, pool.key(case)
     for candidate in pool.cases:
         if candidate.created_at < since:
             break  # newest first: the rest are older still
-        if candidate.reporter_id == reporter_id or candidate.id == case_id:
+        if candidate.id == key or candidate.of(reporter):
             continue
         members.setdefault(candidate.root, []).append(candidate.report)
         taken += 1
@@ -254,10 +294,9 @@ def link_incident(
             "received_at": _aware(case.created_at),
         }
     )
-    root = linked if linked is not None else case.id
-    pool.cases.insert(
-        0, _Candidate(case.id, case.reporter_id, _aware(case.created_at), report, root)
-    )
+    root = linked if linked is not None else key
+    made = _Candidate(key, reporter.id, _aware(case.created_at), report, root, reporter)
+    pool.cases.insert(0, made)
     return linked
 
 
@@ -276,19 +315,22 @@ def _choose_and_link(
         return None
     root = best[1]
     # The pool holds open cases only, read in this transaction; an incident's first case
-    # older than the pool is asked about.
+    # older than the pool is asked about, once per batch.
     if not any(candidate.id == root for candidate in pool.cases):
-        status = session.scalar(select(models.Case.status).where(models.Case.id == root))
-        if status not in OPEN_STATUSES:
+        is_open = pool.roots_open.get(root)
+        if is_open is None:
+            with session.no_autoflush:  # the batch's new rows do not change an old case
+                status = session.scalar(select(models.Case.status).where(models.Case.id == root))
+            is_open = pool.roots_open[root] = status in OPEN_STATUSES
+        if not is_open:
             return None
-    session.add(models.CaseLink(case_id=case.id, into_case_id=root, actor="system"))
-    session.add(
-        models.AuditEvent(
-            case_id=root,
-            actor="system",
-            action="incident_link",
-            note=None,
-            detail={"ticket": case.ticket, "score": round(best[0], 3)},
-        )
-    )
+    detail: dict[str, object] = {"ticket": case.ticket, "score": round(best[0], 3)}
+    link = models.CaseLink(case=case, actor="system")
+    audit = models.AuditEvent(actor="system", action="incident_link", note=None, detail=detail)
+    made = pool.made.get(root)
+    if made is not None:  # an incident this batch opened: linked by the row, not its id
+        link.into_case = audit.case = made
+    else:
+        link.into_case_id = audit.case_id = root
+    session.add_all((link, audit))
     return root

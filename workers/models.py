@@ -126,6 +126,7 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     case: Mapped[Case | None] = relationship(back_populates="messages", foreign_keys=[case_id])
+    reporter: Mapped[Reporter | None] = relationship(foreign_keys=[reporter_id])
     attachments: Mapped[list[Attachment]] = relationship(order_by="Attachment.id")
 
 
@@ -184,6 +185,10 @@ class Delivery(Base):
     )
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    # The store makes a batch's rows before they have ids, and flushes them together.
+    case: Mapped[Case | None] = relationship(foreign_keys=[case_id])
+    reporter: Mapped[Reporter | None] = relationship(foreign_keys=[reporter_id])
+
 
 # Console
 
@@ -220,6 +225,8 @@ class AuditEvent(Base):
         DateTime(timezone=True), default=utcnow, index=True
     )
 
+    case: Mapped[Case | None] = relationship(foreign_keys=[case_id])
+
 
 class CaseLink(Base):
     """A case merged into another (the incident): at most one target per case."""
@@ -230,3 +237,6 @@ class CaseLink(Base):
     into_case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     actor: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    case: Mapped[Case] = relationship(foreign_keys=[case_id])
+    into_case: Mapped[Case] = relationship(foreign_keys=[into_case_id])

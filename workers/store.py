@@ -6,8 +6,12 @@ once, finds the first one's row and answers with its ticket instead of making a 
 case. Messages a retried job already stored are found by one query up front; a worker
 racing us is caught by the unique key (or a deadlock on PostgreSQL), and then the batch
 is stored again with each complaint in a savepoint of its own, where the loser finds
-the winner's row. Savepoints
-cost two statements and a flush per complaint, so only that rare retry pays for them.
+the winner's row. Savepoints cost two statements and a flush per complaint, so only
+that rare retry pays for them.
+
+Rows are made without ids and flushed together when the batch commits, so each table
+gets one multi-row INSERT per batch; a batch takes its tickets from the counter in one
+statement and gives back what it did not use.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -36,7 +41,7 @@ from workers.grouping import (
     forget_candidates,
     link_incident,
     open_case_of,
-    serialize_reporter,
+    serialize_reporters,
 )
 from workers.senders.smtp import delivery_of
 
@@ -71,6 +76,17 @@ class Outcome:
     case_id: int | None
     receipt: str | None = None
     deliveries: tuple[int, ...] = ()
+    # Rows made in this transaction, whose ids are known once it is flushed (`settle`).
+    case_row: models.Case | None = field(default=None, repr=False)
+    delivery_rows: tuple[models.Delivery, ...] = field(default=(), repr=False)
+
+    def settle(self) -> None:
+        """The ids of the rows this outcome made, once they are stored."""
+        if self.case_row is not None:
+            self.case_id = self.case_row.id
+        if self.delivery_rows:
+            self.deliveries = tuple(d.id for d in self.delivery_rows if d.status == "queued")
+        self.case_row, self.delivery_rows = None, ()
 
     def public(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -135,6 +151,10 @@ def _store_batch(
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     with context.sessions() as session, session.begin():
+        hashes = {
+            context.crypto.lookup_hash(c.reporter.address) for c in complaints if c.reporter.address
+        }
+        serialize_reporters(session, hashes)
         # One query for the whole batch finds the messages a retried job already stored;
         # a worker racing us is still caught by the unique key (see _store_one).
         keys = [c.idempotency_key for c in complaints]
@@ -146,13 +166,18 @@ def _store_batch(
             )
         )
         if not savepoints:
-            _read_reporters(context, session, complaints)
+            _read_reporters(session, hashes)
+            session.info["ticket_budget"] = _ticket_budget(complaints, stored)
         for complaint in complaints:
             known = complaint.idempotency_key in stored
             outcomes.append(
                 _store_one(context, session, complaint, known=known, savepoint=savepoints)
             )
             stored.add(complaint.idempotency_key)
+        _return_unused_tickets(context, session)
+    # The commit flushed the batch's rows together: an INSERT per table, not one per row.
+    for outcome in outcomes:
+        outcome.settle()
     return outcomes
 
 
@@ -214,12 +239,9 @@ def _existing(context: Context, session: Session, key: str) -> Outcome | None:
     )
 
 
-def _read_reporters(context: Context, session: Session, complaints: list[Complaint]) -> None:
+def _read_reporters(session: Session, hashes: set[str]) -> None:
     """The batch's known reporters in one query, for `_reporter`. Not in a batch stored
     with savepoints: a reporter made in one that rolled back would stay here."""
-    hashes = {
-        context.crypto.lookup_hash(c.reporter.address) for c in complaints if c.reporter.address
-    }
     found = session.scalars(
         select(models.Reporter).where(models.Reporter.address_hash.in_(hashes))
     ).all()
@@ -264,10 +286,22 @@ def _reporter(
         reporter.name = person.name
         reporter.email = person.email
     session.add(reporter)
-    session.flush()
     if known is not None and address_hash is not None:
         known[(address_hash, confidential)] = reporter
     return reporter, True
+
+
+def _ticket_budget(complaints: list[Complaint], stored: set[str | None]) -> Counter[int]:
+    """Per year, how many of the batch's complaints may open a case with a sequential
+    ticket: at most this many numbers are taken from the counter, in one statement."""
+    return Counter(
+        c.received_at.astimezone(UTC).year
+        for c in complaints
+        if c.idempotency_key not in stored
+        and c.command is None
+        and not c.confidential
+        and not (isinstance(c.raw, dict) and c.raw.get("intake") in KEPT_WITHOUT_CASE)
+    )
 
 
 def _next_ticket(context: Context, session: Session, year: int, confidential: bool) -> str:
@@ -278,23 +312,53 @@ def _next_ticket(context: Context, session: Session, year: int, confidential: bo
             ticket = format_ticket(prefix, year, random.SystemRandom().randrange(10**6), True)
             if session.scalar(select(models.Case.id).where(models.Case.ticket == ticket)) is None:
                 return ticket
+    budget: Counter[int] | None = session.info.get("ticket_budget")
+    if budget is None:
+        # A batch stored in savepoints: a number is taken in the complaint's savepoint,
+        # and given back with it if that rolls back.
+        return format_ticket(prefix, year, _advance_counter(session, prefix, year, 1))
+    # Numbers for the whole batch, taken once; the counter's row stays locked by this
+    # transaction until it commits, so they are this batch's alone, in order.
+    blocks: dict[int, list[int]] = session.info.setdefault("tickets", {})
+    block = blocks.get(year)
+    if block is None or block[0] > block[1]:
+        wanted = max(1, budget[year])
+        budget[year] = 1  # an estimate that fell short takes one more at a time
+        last = _advance_counter(session, prefix, year, wanted)
+        block = blocks[year] = [last - wanted + 1 if block is None else block[0], last]
+    number = block[0]
+    block[0] += 1
+    return format_ticket(prefix, year, number)
+
+
+def _advance_counter(session: Session, prefix: str, year: int, by: int) -> int:
+    """Move the year's ticket counter on by `by`; the last number it now stands at."""
+    table = cast(Table, models.TicketCounter.__table__)
     counter = (
-        update(models.TicketCounter)
-        .where(models.TicketCounter.prefix == prefix, models.TicketCounter.year == year)
-        .values(last=models.TicketCounter.last + 1)
-        .returning(models.TicketCounter.last)
+        update(table)
+        .where(table.c.prefix == prefix, table.c.year == year)
+        .values(last=table.c.last + by)
+        .returning(table.c.last)
     )
     number = session.execute(counter).scalar_one_or_none()
     if number is None:  # the year's first ticket
         dialect = session.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         session.execute(
-            insert(models.TicketCounter)
+            insert(table)
             .values(prefix=prefix, year=year, last=0)
             .on_conflict_do_nothing(index_elements=["prefix", "year"])
         )
         number = session.execute(counter).scalar_one()
-    return format_ticket(prefix, year, number)
+    return int(number)
+
+
+def _return_unused_tickets(context: Context, session: Session) -> None:
+    """Give back the numbers a batch took but did not use (its follow-ups and bursts), so
+    tickets have no gaps. The counter has stood still since: this transaction holds it."""
+    for year, (following, last) in session.info.get("tickets", {}).items():
+        if following <= last:
+            _advance_counter(session, context.settings.ticket_prefix, year, following - last - 1)
 
 
 def _message(
@@ -307,8 +371,8 @@ def _message(
     sealed = complaint.confidential or (reporter is not None and reporter.confidential)
     message = models.Message(
         idempotency_key=complaint.idempotency_key,
-        case_id=case.id if case else None,
-        reporter_id=reporter.id if reporter else None,
+        case=case,
+        reporter=reporter,
         direction="in",
         channel=complaint.channel,
         provider=complaint.provider,
@@ -371,8 +435,8 @@ def _delivery(
         held = _no_auto_reply(context, complaint, reporter)
     return models.Delivery(
         dedupe_key=f"{complaint.idempotency_key}:{kind}",
-        case_id=case.id if case else None,
-        reporter_id=reporter.id,
+        case=case,
+        reporter=reporter,
         channel=channel,
         kind=kind,
         language=complaint.language,
@@ -428,7 +492,6 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
         # is stored as that case's reporter is — sealed, never in clear beside the case.
         complaint = replace(complaint, confidential=True)
     reporter, new_reporter = _reporter(context, session, complaint)
-    serialize_reporter(session, reporter)
     if complaint.command == "status":
         return _status_request(context, session, complaint, reporter)
     if complaint.command == "stop":
@@ -448,6 +511,8 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
     rules = _grouping_rules(context)
     grouped = None
     if referenced is None and not new_reporter:  # someone new has no open case yet
+        if reporter.id is None:
+            session.flush()  # made for an earlier message of this batch: asked for by id
         bursts = complaint.channel in BURST_CHANNELS
         grouped = open_case_of(session, reporter, complaint, rules, bursts=bursts)
     if grouped is not None:
@@ -473,6 +538,7 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
     ticket = _next_ticket(context, session, year, complaint.confidential)
     receipt = new_receipt() if complaint.confidential else None
     location = complaint.location
+    now = datetime.now(UTC)
     case = models.Case(
         ticket=ticket,
         status="received",
@@ -481,7 +547,7 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
         title=complaint.title[:200] or ticket,
         language=complaint.language,
         channel=complaint.channel,
-        reporter_id=reporter.id,
+        reporter=reporter,
         lat=location.lat if location else None,
         lon=location.lon if location else None,
         address=location.address if location else None,
@@ -489,18 +555,17 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
         fingerprint=complaint.fingerprint,
         receipt_hash=context.crypto.lookup_hash(receipt) if receipt else None,
         sealed_receipt=context.crypto.seal(receipt) if receipt else None,
+        created_at=now,
+        updated_at=now,
     )
     session.add(case)
-    session.flush()
     # Someone else's ticket or thread: a case of its own, noted for operators. Never when
     # either case is confidential: the note would tie a confidential report to a person.
     note = None
     if referenced is not None and not (referenced.confidential or complaint.confidential):
         note = f"Refers to {referenced.ticket}"
-    session.add(
-        models.StatusEvent(
-            case_id=case.id, actor="system", from_status=None, to_status="received", note=note
-        )
+    case.events.append(
+        models.StatusEvent(actor="system", from_status=None, to_status="received", note=note)
     )
     session.add(_message(context, complaint, reporter, case, "complaint"))
     link_incident(session, case, complaint, rules)
@@ -545,18 +610,20 @@ def _finish(
     delivery: models.Delivery | None,
     receipt: str | None,
 ) -> Outcome:
-    ids: tuple[int, ...] = ()
     if delivery is not None:
         session.add(delivery)
-        session.flush()
-        ids = (delivery.id,) if delivery.status == "queued" else ()
-    else:
-        session.flush()
     log.info(
         "stored %s message on %s as %s (%s)", complaint.channel, case.ticket, outcome, case.topic
     )
     return Outcome(
-        complaint.idempotency_key, case.ticket, case.status, outcome, case.id, receipt, ids
+        complaint.idempotency_key,
+        case.ticket,
+        case.status,
+        outcome,
+        case.id,
+        receipt,
+        case_row=case,
+        delivery_rows=() if delivery is None else (delivery,),
     )
 
 
@@ -601,7 +668,6 @@ def _keep_without_case(
     context: Context, session: Session, complaint: Complaint, kind: str
 ) -> Outcome:
     session.add(_message(context, complaint, None, None, kind))
-    session.flush()
     log.info("kept %s message as %s, without a case", complaint.channel, kind)
     return Outcome(complaint.idempotency_key, None, None, kind, None)
 
@@ -637,17 +703,13 @@ def _status_request(
         status = context.replies.status_name(complaint.language, visible.status)
         kind, values = "status", {"ticket": visible.ticket, "status": status}
     delivery = _delivery(context, complaint, reporter, visible, kind, values)
-    ids: tuple[int, ...] = ()
     if delivery is not None:
         session.add(delivery)
-        session.flush()
-        ids = (delivery.id,) if delivery.status == "queued" else ()
     return Outcome(
         complaint.idempotency_key,
         visible.ticket if visible else None,
         visible.status if visible else None,
         "status" if visible else "not_found",
         visible.id if visible else None,
-        None,
-        ids,
+        delivery_rows=() if delivery is None else (delivery,),
     )
