@@ -28,12 +28,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from rq import Retry, get_current_job
 from rq.job import Job
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import and_, or_, select, update
 
 import workers.senders.registry  # noqa: F401 - registers the provider senders
 from workers import models
@@ -54,6 +56,10 @@ STRANDED_AFTER = timedelta(minutes=5)
 SENDING_STALE_AFTER = timedelta(minutes=10)
 SWEEP_LOCK = "aduan:sweep:deliveries:{}"
 SWEEP_EVERY_SECONDS = 60
+# Deliveries claimed, sent and recorded together: a provider takes hundreds of
+# milliseconds to answer, and one at a time a worker would send a few replies a second.
+# A worker that dies mid-send leaves at most this many "may have gone out".
+SEND_GROUP = 8
 
 
 def job_key(queue_name: str, delivery_id: int) -> str:
@@ -98,9 +104,9 @@ def send_deliveries(ids: list[int]) -> dict[str, int]:
     Every delivery of the batch is tried, even after one could not be sent; the job then
     fails (and is retried) if any could not, naming the first reason.
 
-    One write transaction per delivery: it records what became of the previous one and
-    claims this one. So at most one delivery at a time is `sending`, as with a
-    transaction for each, and a worker that dies leaves at most one in doubt.
+    The deliveries go out in groups of SEND_GROUP, sent at once. One write transaction
+    records what became of a group and claims the next, so a worker that dies leaves at
+    most one group in doubt, and no row lock is held while a provider answers.
     """
     context = current()
     job = get_current_job()
@@ -109,25 +115,27 @@ def send_deliveries(ids: list[int]) -> dict[str, int]:
     counts: dict[str, int] = {}
     deferred: list[tuple[int, SendDeferred]] = []
     prepared = _prepare(context, ids)
-    unrecorded: tuple[int, SendResult] | None = None
+    # Not claimable when read: sent already, or by another job.
+    skipped = sum(1 for delivery_id in ids if delivery_id not in prepared)
+    pending = [delivery_id for delivery_id in ids if delivery_id in prepared]
+    unrecorded: list[tuple[int, SendResult]] = []
     try:
-        for delivery_id in ids:
-            claimed = False  # not claimable when read (sent already, or by another job)
-            if delivery_id in prepared:
-                claimed = _record_and_claim(context, unrecorded, delivery_id)
-                unrecorded = None
-            if not claimed:
-                counts["skipped"] = counts.get("skipped", 0) + 1
-                continue
-            outgoing, attempts = prepared[delivery_id]
-            result, not_sent = _send(context, outgoing, attempts, final=final)
-            unrecorded = (delivery_id, result)
-            if not_sent is not None:
-                deferred.append((delivery_id, not_sent))
-            counts[result.status] = counts.get(result.status, 0) + 1
+        for start in range(0, len(pending), SEND_GROUP):
+            group = pending[start : start + SEND_GROUP]
+            claimed = _record_and_claim(context, unrecorded, group)
+            unrecorded = []
+            skipped += len(group) - len(claimed)
+            sending = [(i, *prepared[i]) for i in group if i in claimed]
+            for delivery_id, (result, not_sent) in _send_all(context, sending, final):
+                unrecorded.append((delivery_id, result))
+                if not_sent is not None:
+                    deferred.append((delivery_id, not_sent))
+                counts[result.status] = counts.get(result.status, 0) + 1
     finally:
-        if unrecorded is not None:
-            _record_and_claim(context, unrecorded, None)
+        if unrecorded:
+            _record_and_claim(context, unrecorded, [])
+    if skipped:
+        counts["skipped"] = skipped
     if deferred:
         if job is not None and not final:
             waits = [exc.retry_after for _, exc in deferred if exc.retry_after]
@@ -137,6 +145,26 @@ def send_deliveries(ids: list[int]) -> dict[str, int]:
         more = f" (and {len(deferred) - 1} more)" if len(deferred) > 1 else ""
         raise SendDeferred(f"delivery {first_id}: {first.error}{more}", first.retry_after)
     return counts
+
+
+@cache
+def _senders() -> ThreadPoolExecutor:
+    """The worker's threads for a group's sends (a SimpleWorker runs every job itself)."""
+    return ThreadPoolExecutor(max_workers=SEND_GROUP, thread_name_prefix="aduan-send")
+
+
+def _send_all(
+    context: Context, sending: list[tuple[int, Outgoing | None, int]], final: bool
+) -> list[tuple[int, tuple[SendResult, SendDeferred | None]]]:
+    """Each delivery's `_send`, all at once; in the order given."""
+
+    def send(item: tuple[int, Outgoing | None, int]) -> tuple[SendResult, SendDeferred | None]:
+        _, outgoing, attempts = item
+        return _send(context, outgoing, attempts, final=final)
+
+    if len(sending) <= 1:
+        return [(item[0], send(item)) for item in sending]
+    return list(zip((item[0] for item in sending), _senders().map(send, sending), strict=True))
 
 
 def _wait_at_least(job: Job, seconds: float) -> None:
@@ -227,16 +255,17 @@ def _send(
 
 
 def _record_and_claim(
-    context: Context, done: tuple[int, SendResult] | None, claim: int | None
-) -> bool:
-    """In one transaction: record what became of the delivery `done` (id, result), and
-    claim the delivery `claim` for sending. Of two workers holding the same id, only the
-    one whose UPDATE matched sends; no row lock is held while the provider answers."""
-    claimed = False
+    context: Context, done: list[tuple[int, SendResult]], claim: list[int]
+) -> set[int]:
+    """In one transaction: record what became of the deliveries `done` (id, result), and
+    claim the deliveries `claim` for sending; the ids claimed. Of two workers holding the
+    same id, only the one whose UPDATE matched sends; no row lock is held while the
+    provider answers."""
+    claimed: set[int] = set()
+    unsynchronised = {"synchronize_session": False}  # no Delivery objects in this session
     with context.sessions() as session, session.begin():
         now = datetime.now(UTC)
-        if done is not None:
-            delivery_id, result = done
+        for delivery_id, result in done:
             values: dict[str, Any] = {
                 "attempts": models.Delivery.attempts + 1,
                 "status": result.status,
@@ -248,15 +277,19 @@ def _record_and_claim(
             if result.provider_id:
                 values["provider_id"] = result.provider_id
             session.execute(
-                update(models.Delivery).where(models.Delivery.id == delivery_id).values(values)
+                update(models.Delivery).where(models.Delivery.id == delivery_id).values(values),
+                execution_options=unsynchronised,
             )
-        if claim is not None:
-            matched: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-                update(models.Delivery)
-                .where(models.Delivery.id == claim, _claimable())
-                .values(status="sending", updated_at=now)
+        if claim:
+            claimed = set(
+                session.scalars(
+                    update(models.Delivery)
+                    .where(models.Delivery.id.in_(claim), _claimable())
+                    .values(status="sending", updated_at=now)
+                    .returning(models.Delivery.id),
+                    execution_options=unsynchronised,
+                )
             )
-            claimed = matched.rowcount == 1
     return claimed
 
 
