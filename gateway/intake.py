@@ -2,10 +2,14 @@
 
 A complaint is acknowledged only once its job is in Redis. Enqueues are gathered for a
 few milliseconds into one batch job, written in one round trip on a worker thread so
-the event loop never blocks. A claim key (`SET NX`) in front of the queue turns a
-provider's retries and concurrent copies into one job; the database's unique key has
-the final word when the claim has expired, or when a copy finds the claim stalled and
-queues itself rather than risk acknowledging a complaint nobody queued.
+the event loop never blocks. While the workers are behind, a batch is gathered for
+longer: those jobs would wait in the queue anyway, and a job of many complaints costs
+the workers much less per complaint than many jobs of one.
+
+A claim key (`SET NX`) in front of the queue turns a provider's retries and concurrent
+copies into one job; the database's unique key has the final word when the claim has
+expired, or when a copy finds the claim stalled and queues itself rather than risk
+acknowledging a complaint nobody queued.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ CLAIM_STALLED_SECONDS = 5
 STORE_JOB = "workers.store.store_complaints"
 STORE_JOB_TIMEOUT = 30
 STORE_RETRY = Retry(max=10, interval=[1, 2, 5, 10, 20, 30, 60, 120, 300, 600])
+# The workers are behind when this many store jobs wait in the queue.
+BACKLOG_JOBS = 2
 
 
 def claim_key(key: str) -> str:
@@ -76,12 +82,27 @@ class IntakeResult:
 
 
 class _Batcher:
-    """Gathers complaints for a moment and enqueues them as one job, in a thread."""
+    """Gathers complaints for a moment and enqueues them as one job, in a thread.
 
-    def __init__(self, queue: Queue, max_batch: int = 100, linger: float = 0.002) -> None:
+    `linger` while the workers keep up, so a quiet system answers at once. While they are
+    behind (the queue held BACKLOG_JOBS or more at the last enqueue), up to
+    `backlog_linger`, or until `backlog_batch` complaints are gathered: a wait bounded by
+    size as well as time, so acknowledgements are not held back when many arrive."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        max_batch: int = 100,
+        linger: float = 0.002,
+        backlog_linger: float = 0.05,
+        backlog_batch: int = 16,
+    ) -> None:
         self.queue = queue
         self.max_batch = max_batch
         self.linger = linger
+        self.backlog_linger = backlog_linger
+        self.backlog_batch = backlog_batch
+        self.backlogged = False
         self._items: list[tuple[dict[str, Any], tuple[str, str], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -90,18 +111,22 @@ class _Batcher:
         transaction, so a copy of the message sees it queued exactly when it is."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._items.append((complaint, claim, future))
-        if len(self._items) >= self.max_batch:
+        full = self.backlog_batch if self.backlogged else self.max_batch
+        if len(self._items) >= full:
             self._flush_now()
         elif self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later())
         await future
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(self.linger)
+        await asyncio.sleep(self.backlog_linger if self.backlogged else self.linger)
         self._flusher = None
         self._flush_now()
 
     def _flush_now(self) -> None:
+        if self._flusher is not None:  # the next batch gets a whole wait of its own
+            self._flusher.cancel()
+            self._flusher = None
         items, self._items = self._items, []
         if items:
             asyncio.create_task(self._enqueue(items))  # noqa: RUF006 - futures keep it observed
@@ -125,7 +150,8 @@ class _Batcher:
     def enqueue_sync(
         self, batch: list[dict[str, Any]], claims: Iterable[tuple[str, str]] = ()
     ) -> None:
-        """One store job for the batch, and its claims marked queued: one round trip."""
+        """One store job for the batch, and its claims marked queued: one round trip,
+        which also tells how many jobs wait for the workers."""
         with self.queue.connection.pipeline() as pipe:
             self.queue.enqueue_call(
                 STORE_JOB,
@@ -142,7 +168,9 @@ class _Batcher:
             )
             for key, value in claims:
                 pipe.set(key, value, ex=CLAIM_SECONDS)
-            pipe.execute()
+            pipe.llen(self.queue.key)
+            waiting = pipe.execute()[-1]
+        self.backlogged = int(waiting) >= BACKLOG_JOBS
 
 
 class Intake:

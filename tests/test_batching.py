@@ -1,0 +1,68 @@
+"""The gateway gathers complaints into store jobs: a moment while the workers keep up,
+longer (or until a batch is full) while they are behind, when jobs wait anyway and a
+job of many complaints costs the workers far less per complaint than many jobs of one."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from gateway.intake import _Batcher
+
+
+@pytest.fixture
+def queue(redis_url: str) -> Iterator[Queue]:
+    connection = redis.Redis.from_url(redis_url)
+    queue = Queue(
+        f"batching-{secrets.token_hex(4)}", connection=connection, serializer=JSONSerializer
+    )
+    yield queue
+    queue.empty()
+    connection.delete(*connection.keys(f"test-batching:{queue.name}:*") or ["-"])
+    connection.close()
+
+
+def sizes(queue: Queue) -> list[int]:
+    return [len(job.args[0]) for job in queue.jobs]
+
+
+async def test_batches_grow_while_the_workers_are_behind_and_shrink_once_they_catch_up(
+    queue: Queue,
+) -> None:
+    batcher = _Batcher(queue, linger=0.002, backlog_linger=0.5, backlog_batch=8)
+    connection = queue.connection
+
+    async def put(n: int) -> None:
+        await batcher.put({"n": n}, (f"test-batching:{queue.name}:{n}", "queued:x"))
+
+    # Nobody is working the queue: the first jobs go out one complaint each, and once two
+    # wait the gateway knows the workers are behind.
+    for n in range(3):
+        await put(n)
+        await asyncio.sleep(0.05)
+    assert sizes(queue) == [1, 1, 1]
+    assert batcher.backlogged
+
+    # Twelve at once while behind: a job of eight as soon as eight are in, the other four
+    # after the longer wait; every complaint acknowledged only once its job is in Redis.
+    await asyncio.gather(*(put(n) for n in range(3, 15)))
+    assert sizes(queue) == [1, 1, 1, 8, 4]
+    assert [job.args[0][0]["n"] for job in queue.jobs[3:]] == [3, 11]
+    claims = [connection.get(f"test-batching:{queue.name}:{n}") for n in range(15)]
+    assert claims == [b"queued:x"] * 15
+
+    # The workers catch up (the queue empties): after one more job, a moment again.
+    queue.empty()
+    await put(15)
+    assert not batcher.backlogged
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await put(16)
+    assert loop.time() - started < 0.4  # not the 0.5 s wait of a backlog
+    assert sizes(queue) == [1, 1]
