@@ -94,8 +94,8 @@ class _Batcher:
         queue: Queue,
         max_batch: int = 100,
         linger: float = 0.002,
-        backlog_linger: float = 0.05,
-        backlog_batch: int = 16,
+        backlog_linger: float = 0.1,
+        backlog_batch: int = 32,
     ) -> None:
         self.queue = queue
         self.max_batch = max_batch
