@@ -59,10 +59,7 @@ def two_workers(
         redis_url,
         database_url,
         tmp,
-        ADUAN_TWILIO_ACCOUNT_SID=twilio_api.account_sid,
-        ADUAN_TWILIO_AUTH_TOKEN=twilio_api.auth_token,
-        ADUAN_TWILIO_SMS_FROM=SMS_FROM,
-        ADUAN_TWILIO_API_URL=twilio_api.url,
+        **twilio_api.settings(SMS_FROM),
     ) as stack:
         second = start_worker(stack.env, tmp / "worker2.log")
         try:

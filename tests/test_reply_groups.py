@@ -35,10 +35,7 @@ def test_a_slow_provider_gets_a_jobs_replies_together_and_each_once(
         tmp_path,
         redis_url,
         database_url,
-        ADUAN_TWILIO_ACCOUNT_SID=twilio_api.account_sid,
-        ADUAN_TWILIO_AUTH_TOKEN=twilio_api.auth_token,
-        ADUAN_TWILIO_SMS_FROM=SMS_FROM,
-        ADUAN_TWILIO_API_URL=twilio_api.url,
+        **twilio_api.settings(SMS_FROM),
     )
     settings = load_settings(env)
     context = Context(settings, redis_url)
@@ -58,7 +55,7 @@ def test_a_slow_provider_gets_a_jobs_replies_together_and_each_once(
         # One group after the other, each sent at once: about 2 s, where one reply at a
         # time would take 10 s.
         assert elapsed < 5, elapsed
-        numbers = {c.reporter.address for c in complaints}
+        numbers = {str(c.reporter.address) for c in complaints}
         assert sorted(m["To"] for m in twilio_api.accepted() if m["To"] in numbers) == sorted(
             numbers
         )

@@ -51,11 +51,7 @@ def twilio_stack(
         redis_url,
         database_url,
         tmp_path_factory.mktemp("twilio"),
-        ADUAN_TWILIO_ACCOUNT_SID=twilio_api.account_sid,
-        ADUAN_TWILIO_AUTH_TOKEN=twilio_api.auth_token,
-        ADUAN_TWILIO_SMS_FROM=SMS_FROM,
-        ADUAN_TWILIO_WHATSAPP_FROM=WHATSAPP_FROM,
-        ADUAN_TWILIO_API_URL=twilio_api.url,
+        **twilio_api.settings(SMS_FROM, WHATSAPP_FROM),
     ) as stack:
         yield stack
 

@@ -42,6 +42,18 @@ class FakeTwilio(FakeServer):
             delay,
         )
 
+    def settings(self, sms_from: str, whatsapp_from: str | None = None) -> dict[str, str]:
+        """The settings that send aduan's Twilio replies to this fake, as its environment."""
+        env = {
+            "ADUAN_TWILIO_ACCOUNT_SID": self.account_sid,
+            "ADUAN_TWILIO_AUTH_TOKEN": self.auth_token,
+            "ADUAN_TWILIO_SMS_FROM": sms_from,
+            "ADUAN_TWILIO_API_URL": self.url,
+        }
+        if whatsapp_from is not None:
+            env["ADUAN_TWILIO_WHATSAPP_FROM"] = whatsapp_from
+        return env
+
     def abandoned(self, to: str | None = None) -> list[dict[str, str]]:
         """Requests answered only after the client had timed out and gone."""
         with self._lock:
