@@ -1572,10 +1572,10 @@ def _names_places(analysis: TextAnalysis) -> bool:
 
 
 def _within_window(a: IncidentCandidate, b: IncidentCandidate, rules: LinkRules) -> bool:
-    if a.received_at is None or b.received_at is None:
+    moment_a, moment_b = a._link.moment, b._link.moment
+    if moment_a is None or moment_b is None:
         return True
-    gap = abs((_aware(a.received_at) - _aware(b.received_at)).total_seconds())
-    return gap <= rules.window_days * 86_400
+    return abs((moment_a - moment_b).total_seconds()) <= rules.window_days * 86_400
 
 
 def _aware(moment: datetime) -> datetime:
@@ -1693,26 +1693,19 @@ def assess(
     """Compare two reports once. The cheapest refusals come first (topic, distance, a
     street or gang named differently), so the many unrelated reports of a flood cost little;
     the problem words are compared only for reports that could be the same incident."""
-    if a.topic != b.topic:
-        return _APART
-    return _assess(a, a._link, b, b._link, None, rules)
+    return _assess(a, b, rules)
 
 
 def _assess(
-    a: IncidentCandidate,
-    la: _Linking,
-    b: IncidentCandidate,
-    lb: _Linking,
-    within: bool | None,
-    rules: LinkRules,
+    a: IncidentCandidate, b: IncidentCandidate, rules: LinkRules, within: bool | None = None
 ) -> Assessment:
-    """`assess`, with what is read once per report at hand (`within`: whether the two are
-    within the window, None when not yet known)."""
+    """`assess`, `within` the window or not when the caller knows already."""
     if a.topic != b.topic:
         return _APART
     distance = _distance(a, b)
     if distance is not None and distance > rules.max_distance_m:
         return _APART
+    la, lb = a._link, b._link
     if _places_conflict(la.place_set, lb.place_set):
         return _APART
     if within is None:
@@ -1740,21 +1733,14 @@ def choose_incident(
     # verdict's key stands for (topic, lat, lon, analysis) and whether the report is within
     # the window; what a report's key needs is worked out once per report (`_link`).
     verdicts: dict[object, Assessment] = {}
-    mine = new._link
-    moment = mine.moment
     for key, reports in incidents.items():
         score: float | None = None
         for report in reports:
-            theirs = report._link
-            if moment is None or theirs.moment is None:
-                within = True
-            else:  # _within_window, with the times made aware once per report
-                gap = abs((moment - theirs.moment).total_seconds())
-                within = gap <= rules.window_days * 86_400
-            alike = theirs.inside if within else theirs.outside
+            within = _within_window(new, report, rules)
+            alike = report._link.inside if within else report._link.outside
             verdict = verdicts.get(alike)
             if verdict is None:
-                verdict = verdicts[alike] = _assess(new, mine, report, theirs, within, rules)
+                verdict = verdicts[alike] = _assess(new, report, rules, within)
             if verdict.contradicts:
                 score = None
                 break
