@@ -261,12 +261,11 @@ def _read_pool(session: Session, topic: str, since: datetime) -> tuple[list[Any]
 
 def link_incident(
     session: Session, case: models.Case, complaint: Complaint, rules: GroupingRules
-) -> int | None:
+) -> None:
     """Link a new case to the incident other reporters already opened, if there is one:
-    among the CANDIDATE_LIMIT newest open cases of its topic from other reporters. The
-    incident's first case when linked: its id, or below zero one this batch made."""
+    among the CANDIDATE_LIMIT newest open cases of its topic from other reporters."""
     if case.confidential:
-        return None
+        return
     since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
     pool = _pool(session, case.topic, since)
     members: dict[int, list[IncidentCandidate]] = {}
@@ -297,7 +296,6 @@ def link_incident(
     root = linked if linked is not None else key
     made = _Candidate(key, reporter.id, _aware(case.created_at), report, root, reporter)
     pool.cases.insert(0, made)
-    return linked
 
 
 def _choose_and_link(
@@ -308,6 +306,7 @@ def _choose_and_link(
     rules: GroupingRules,
     pool: _Pool,
 ) -> int | None:
+    """The key of the incident's first case the new case was linked into, if any."""
     if not members:
         return None
     best = choose_incident(new, members, rules.link)
