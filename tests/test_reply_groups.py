@@ -6,9 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
-import workers.context
 from config.data import load_taxonomy
 from config.settings import load_settings
 from normalizer import Rules
@@ -18,7 +15,7 @@ from tests.fakes.stack import sms_complaint
 from tests.fakes.twilio_api import FakeTwilio
 from tests.test_twilio_e2e import SMS_FROM
 from workers import models
-from workers.context import Context
+from workers.context import Context, install
 from workers.db import upgrade
 from workers.replies import SEND_GROUP, send_deliveries
 from workers.store import store
@@ -29,7 +26,6 @@ def test_a_slow_provider_gets_a_jobs_replies_together_and_each_once(
     redis_url: str,
     database_url: str,
     twilio_api: FakeTwilio,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = settings_env(
         tmp_path,
@@ -40,11 +36,11 @@ def test_a_slow_provider_gets_a_jobs_replies_together_and_each_once(
     settings = load_settings(env)
     context = Context(settings, redis_url)
     upgrade(context.engine)
-    monkeypatch.setattr(workers.context, "_current", context)  # as a worker installs it
     rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
     count = SEND_GROUP + 2  # a whole group and part of the next
     complaints = [sms_complaint(rules, f"Lampu jalan mati di gang {i}") for i in range(count)]
     try:
+        install(context)  # as a worker does, for the job to find
         ids = [i for outcome in store(context, complaints) for i in outcome.deliveries]
         assert len(ids) == count
         # Every request is answered, normally, after a second.
@@ -66,4 +62,5 @@ def test_a_slow_provider_gets_a_jobs_replies_together_and_each_once(
         assert send_deliveries(ids) == {"skipped": count}
         assert len([m for m in twilio_api.accepted() if m["To"] in numbers]) == count
     finally:
+        install(None)
         context.engine.dispose()

@@ -70,7 +70,8 @@ class Context:
 _current: Context | None = None
 
 
-def install(context: Context) -> None:
+def install(context: Context | None) -> None:
+    """The context jobs run with in this process (None: built from the environment)."""
     global _current
     _current = context
 
