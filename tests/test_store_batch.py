@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from channels.base import InboundMessage
+from channels.base import InboundMessage, Location
 from config.data import load_taxonomy
 from config.settings import load_settings
 from normalizer import Complaint, Rules, normalize
 from tests.conftest import settings_env
-from tests.fakes.stack import phone_number
+from tests.fakes.stack import phone_number, sms_complaint
 from workers import models
 from workers.context import Context
 from workers.db import upgrade
@@ -77,3 +77,87 @@ def test_tickets_have_no_gap_when_a_batch_holds_a_burst(context: Context) -> Non
             select(func.count(models.Delivery.id)).where(models.Delivery.case_id == case.id)
         )
         assert replies == 1
+
+
+def test_a_batch_numbers_its_cases_in_order_and_every_row_carries_the_number(
+    context: Context,
+) -> None:
+    """New cases are numbered as the batch commits (the counter is held for the commit
+    only). Until then a case has a stand-in: whatever the batch wrote with it — the reply,
+    the email subject, a title taken from the ticket, an incident link's note, the answer
+    to a copy of the same message — must carry the real number once stored."""
+    rules = Rules(taxonomy=load_taxonomy(context.settings.topics_file))
+    name = "".join(secrets.choice("bcdgjklmnprst") + secrets.choice("aiou") for _ in range(4))
+    street = f"Jl. {name.capitalize()}"
+    flood = sms_complaint(
+        rules,
+        f"Banjir setinggi lutut di {street}, got meluap",
+        location=Location(lat=-6.59, lon=106.78),
+    )
+    same_flood = sms_complaint(
+        rules, f"Tolong, {street} banjir, got mampet", location=Location(lat=-6.5901, lon=106.7801)
+    )
+    mail = normalize(
+        InboundMessage(
+            channel="email",
+            provider="smtp",
+            provider_message_id=f"<{secrets.token_hex(8)}@warga.example>",
+            sender=f"warga{secrets.token_hex(3)}@example.com",
+            subject="",
+            text="Lampu jalan mati di gang Mawar sejak kemarin malam",
+        ),
+        rules,
+    )
+    resident = phone_number()
+
+    def form(text: str) -> Complaint:
+        """The web form: each submission is told whole, so the same one again is a repeat."""
+        message = InboundMessage(
+            channel="web",
+            provider="web",
+            provider_message_id=secrets.token_hex(16),
+            sender=resident,
+            text=text,
+        )
+        return normalize(message, rules)
+
+    batch = [
+        flood,
+        mail,
+        same_flood,
+        flood,  # the provider's retry, in the same batch
+        form("Sampah menumpuk di TPS Jl. Merdeka, bau busuk"),
+        form("Sampah menumpuk di TPS Jl. Merdeka, bau busuk sekali"),
+    ]
+    outcomes = store(context, batch)
+    assert [o.outcome for o in outcomes] == ["new", "new", "new", "duplicate", "new", "repeat"]
+    numbers = [number(o.ticket) for o in outcomes]
+    assert numbers[1:3] == [numbers[0] + 1, numbers[0] + 2]
+    assert numbers[3] == numbers[0] and numbers[4] == numbers[5] == numbers[0] + 3
+
+    with context.sessions() as session:
+        cases = {c.id: c for c in session.scalars(select(models.Case))}
+        deliveries = session.scalars(select(models.Delivery)).all()
+        notes = session.scalars(
+            select(models.AuditEvent).where(
+                models.AuditEvent.action == "incident_link",
+                models.AuditEvent.case_id.in_([o.case_id for o in outcomes]),
+            )
+        ).all()
+        written = [
+            *(f"{c.ticket} {c.title}" for c in cases.values()),
+            *(f"{d.subject} {d.body}" for d in deliveries),
+            *(str(a.detail) for a in notes),
+        ]
+        assert not [text for text in written if "~ticket" in text]
+        for outcome in outcomes:
+            assert outcome.case_id is not None
+            assert cases[outcome.case_id].ticket == outcome.ticket
+        (link,) = notes
+        assert link.detail["ticket"] == outcomes[2].ticket
+        replies = {(d.case_id, d.kind): d for d in deliveries}
+        for outcome in outcomes[:3] + outcomes[4:5]:
+            assert outcome.ticket in replies[outcome.case_id, "received"].body
+        assert outcomes[1].ticket in (replies[outcomes[1].case_id, "received"].subject or "")
+        repeat = replies[outcomes[5].case_id, "received_followup"]
+        assert outcomes[5].ticket in repeat.body

@@ -138,11 +138,6 @@ class _Candidate:
     root: int  # the incident's first case: itself, or the case it is linked into
     reporter: models.Reporter | None = None  # for a case made in this transaction
 
-    def of(self, reporter: models.Reporter) -> bool:
-        if self.reporter is not None:
-            return self.reporter is reporter
-        return self.reporter_id is not None and self.reporter_id == reporter.id
-
 
 @dataclass
 class _Pool:
@@ -271,11 +266,17 @@ def link_incident(
     members: dict[int, list[IncidentCandidate]] = {}
     taken = 0
     reporter, key = case.reporter, pool.key(case)
+    reporter_id = reporter.id  # read once: an ORM attribute costs, and there are hundreds
     for candidate in pool.cases:
         if candidate.created_at < since:
             break  # newest first: the rest are older still
-        if candidate.id == key or candidate.of(reporter):
+        if candidate.id == key:
             continue
+        if candidate.reporter is not None:
+            if candidate.reporter is reporter:
+                continue
+        elif reporter_id is not None and candidate.reporter_id == reporter_id:
+            continue  # the reporter's own cases are theirs to follow up, not an incident
         members.setdefault(candidate.root, []).append(candidate.report)
         taken += 1
         if taken == CANDIDATE_LIMIT:
@@ -332,4 +333,8 @@ def _choose_and_link(
     else:
         link.into_case_id = audit.case_id = root
     session.add_all((link, audit))
+    # The note carries the new case's ticket, which may be a stand-in until the batch is
+    # numbered (workers.store._number_tickets). Hold it till then: a row that was flushed
+    # and that nothing holds leaves the session, and its number could not be filled in.
+    session.info.setdefault("holding", []).append(audit)
     return root

@@ -10,8 +10,10 @@ the winner's row. Savepoints cost two statements and a flush per complaint, so o
 that rare retry pays for them.
 
 Rows are made without ids and flushed together when the batch commits, so each table
-gets one multi-row INSERT per batch; a batch takes its tickets from the counter in one
-statement and gives back what it did not use.
+gets one multi-row INSERT per batch. New cases are numbered last, just before the commit,
+in one statement per year: the year's ticket counter is one row that every worker needs,
+locked from the moment it moves until the commit, so it must be held for the commit
+only, not for the whole batch (see `_number_tickets`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import Counter
+import re
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -79,11 +82,15 @@ class Outcome:
     # Rows made in this transaction, whose ids are known once it is flushed (`settle`).
     case_row: models.Case | None = field(default=None, repr=False)
     delivery_rows: tuple[models.Delivery, ...] = field(default=(), repr=False)
+    # What the log says of it, once the case has its number: (channel, topic).
+    logged: tuple[str, str] | None = field(default=None, repr=False)
 
     def settle(self) -> None:
-        """The ids of the rows this outcome made, once they are stored."""
+        """The ids of the rows this outcome made, and its case's number, once they are
+        stored."""
         if self.case_row is not None:
             self.case_id = self.case_row.id
+            self.ticket = self.case_row.ticket
         if self.delivery_rows:
             self.deliveries = tuple(d.id for d in self.delivery_rows if d.status == "queued")
         self.case_row, self.delivery_rows = None, ()
@@ -167,17 +174,25 @@ def _store_batch(
         )
         if not savepoints:
             _read_reporters(session, hashes)
-            session.info["ticket_budget"] = _ticket_budget(complaints, stored)
         for complaint in complaints:
             known = complaint.idempotency_key in stored
             outcomes.append(
                 _store_one(context, session, complaint, known=known, savepoint=savepoints)
             )
             stored.add(complaint.idempotency_key)
-        _return_unused_tickets(context, session)
+        _number_tickets(context, session)
     # The commit flushed the batch's rows together: an INSERT per table, not one per row.
     for outcome in outcomes:
         outcome.settle()
+        if outcome.logged is not None:
+            channel, topic = outcome.logged
+            log.info(
+                "stored %s message on %s as %s (%s)",
+                channel,
+                outcome.ticket,
+                outcome.outcome,
+                topic,
+            )
     return outcomes
 
 
@@ -236,6 +251,7 @@ def _existing(context: Context, session: Session, key: str) -> Outcome | None:
         case_id=case.id if case else None,
         receipt=receipt,
         deliveries=tuple(deliveries),
+        case_row=case,  # a copy of a message earlier in this batch: its case is unnumbered
     )
 
 
@@ -291,17 +307,9 @@ def _reporter(
     return reporter, True
 
 
-def _ticket_budget(complaints: list[Complaint], stored: set[str | None]) -> Counter[int]:
-    """Per year, how many of the batch's complaints may open a case with a sequential
-    ticket: at most this many numbers are taken from the counter, in one statement."""
-    return Counter(
-        c.received_at.astimezone(UTC).year
-        for c in complaints
-        if c.idempotency_key not in stored
-        and c.command is None
-        and not c.confidential
-        and not (isinstance(c.raw, dict) and c.raw.get("intake") in KEPT_WITHOUT_CASE)
-    )
+# A sequential ticket's stand-in until the batch is numbered: unique like a ticket, and
+# no ticket looks like it. The case's title, its reply and its link note carry it too.
+UNNUMBERED = re.compile(r"~ticket-[0-9a-f]{16}")
 
 
 def _next_ticket(context: Context, session: Session, year: int, confidential: bool) -> str:
@@ -312,23 +320,61 @@ def _next_ticket(context: Context, session: Session, year: int, confidential: bo
             ticket = format_ticket(prefix, year, random.SystemRandom().randrange(10**6), True)
             if session.scalar(select(models.Case.id).where(models.Case.ticket == ticket)) is None:
                 return ticket
-    budget: Counter[int] | None = session.info.get("ticket_budget")
-    if budget is None:
-        # A batch stored in savepoints: a number is taken in the complaint's savepoint,
-        # and given back with it if that rolls back.
-        return format_ticket(prefix, year, _advance_counter(session, prefix, year, 1))
-    # Numbers for the whole batch, taken once; the counter's row stays locked by this
-    # transaction until it commits, so they are this batch's alone, in order.
-    blocks: dict[int, list[int]] = session.info.setdefault("tickets", {})
-    block = blocks.get(year)
-    if block is None or block[0] > block[1]:
-        wanted = max(1, budget[year])
-        budget[year] = 1  # an estimate that fell short takes one more at a time
-        last = _advance_counter(session, prefix, year, wanted)
-        block = blocks[year] = [last - wanted + 1 if block is None else block[0], last]
-    number = block[0]
-    block[0] += 1
-    return format_ticket(prefix, year, number)
+    stand_in = f"~ticket-{uuid.uuid4().hex[:16]}"
+    session.info.setdefault("unnumbered", []).append((stand_in, year))
+    return stand_in
+
+
+def _number_tickets(context: Context, session: Session) -> None:
+    """Give the batch's new cases their numbers, in the order they were made, as the last
+    thing before the commit: one counter statement per year.
+
+    The counter row stays locked from the moment it moves until the commit, and every
+    worker storing a new case needs it. Taken at a batch's first new case, it made the
+    workers store one batch at a time, however many there were; taken here, they wait
+    for each other only for the commit. Only cases still in the session are numbered: a
+    case whose savepoint rolled back takes no number, so tickets have no gaps.
+    """
+    reserved: list[tuple[str, int]] = session.info.pop("unnumbered", [])
+    held = session.info.pop("holding", [])
+    if not reserved:
+        return
+    # The batch's rows: those not flushed yet, and those flushed early (a query's
+    # autoflush) that something still holds — the outcomes hold cases and replies, and
+    # `held` the rest (see workers.grouping).
+    rows = [*session.new, *session.identity_map.values(), *held]
+    waiting = {
+        row.ticket for row in rows if isinstance(row, models.Case) and row.ticket.startswith("~")
+    }
+    prefix = context.settings.ticket_prefix
+    numbers: dict[str, str] = {}
+    for year in sorted({year for _, year in reserved}):
+        stand_ins = [s for s, y in reserved if y == year and s in waiting]
+        if stand_ins:
+            # The rows are written once, numbered, as the batch commits: not flushed here
+            # with their stand-ins only to be updated row by row.
+            with session.no_autoflush:
+                last = _advance_counter(session, prefix, year, len(stand_ins))
+            first = last - len(stand_ins) + 1
+            for offset, stand_in in enumerate(stand_ins):
+                numbers[stand_in] = format_ticket(prefix, year, first + offset)
+
+    def numbered(text: str) -> str:
+        return UNNUMBERED.sub(lambda m: numbers.get(m.group(), m.group()), text)
+
+    for row in rows:
+        if isinstance(row, models.Case):
+            row.ticket = numbers.get(row.ticket, row.ticket)
+            row.title = numbers.get(row.title, row.title)
+        elif isinstance(row, models.Delivery) and not row.sealed:
+            if "~ticket-" in row.body:
+                row.body = numbered(row.body)
+            if row.subject and "~ticket-" in row.subject:
+                row.subject = numbered(row.subject)
+        elif isinstance(row, models.AuditEvent) and isinstance(row.detail, dict):
+            ticket = row.detail.get("ticket")
+            if isinstance(ticket, str) and ticket in numbers:
+                row.detail = {**row.detail, "ticket": numbers[ticket]}
 
 
 def _advance_counter(session: Session, prefix: str, year: int, by: int) -> int:
@@ -351,14 +397,6 @@ def _advance_counter(session: Session, prefix: str, year: int, by: int) -> int:
         )
         number = session.execute(counter).scalar_one()
     return int(number)
-
-
-def _return_unused_tickets(context: Context, session: Session) -> None:
-    """Give back the numbers a batch took but did not use (its follow-ups and bursts), so
-    tickets have no gaps. The counter has stood still since: this transaction holds it."""
-    for year, (following, last) in session.info.get("tickets", {}).items():
-        if following <= last:
-            _advance_counter(session, context.settings.ticket_prefix, year, following - last - 1)
 
 
 def _message(
@@ -612,9 +650,6 @@ def _finish(
 ) -> Outcome:
     if delivery is not None:
         session.add(delivery)
-    log.info(
-        "stored %s message on %s as %s (%s)", complaint.channel, case.ticket, outcome, case.topic
-    )
     return Outcome(
         complaint.idempotency_key,
         case.ticket,
@@ -624,6 +659,7 @@ def _finish(
         receipt,
         case_row=case,
         delivery_rows=() if delivery is None else (delivery,),
+        logged=(complaint.channel, case.topic),
     )
 
 
