@@ -34,7 +34,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -1571,11 +1571,24 @@ def _names_places(analysis: TextAnalysis) -> bool:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_DAY_US = 86_400_000_000
+
+
 def _within_window(a: IncidentCandidate, b: IncidentCandidate, rules: LinkRules) -> bool:
-    moment_a, moment_b = a._link.moment, b._link.moment
-    if moment_a is None or moment_b is None:
+    return _links_within(a._link, b._link, rules.window_days)
+
+
+def _links_within(a: _Linking, b: _Linking, window_days: float) -> bool:
+    """Whether two reports' times are a window apart at most (either may have none)."""
+    if a.stamp is not None and b.stamp is not None:
+        return abs(a.stamp - b.stamp) <= window_days * _DAY_US
+    if a.moment is None or b.moment is None:
         return True
-    return abs((moment_a - moment_b).total_seconds()) <= rules.window_days * 86_400
+    # A zone with summer time: Python subtracts two times of one such zone as wall-clock
+    # times, and linking has always done as Python does.
+    return abs((a.moment - b.moment).total_seconds()) <= window_days * 86_400
 
 
 def _aware(moment: datetime) -> datetime:
@@ -1617,7 +1630,7 @@ class _Linking:
     """What linking reads of one report: its analysis, its places, its time and the
     keys of the reports that read alike at its place (see `IncidentCandidate._link`)."""
 
-    __slots__ = ("analysis", "inside", "moment", "named", "outside", "place_set")
+    __slots__ = ("analysis", "inside", "moment", "named", "outside", "place_set", "stamp")
 
     def __init__(self, candidate: IncidentCandidate) -> None:
         analysis = _shared(analyse(candidate.text, candidate.address))
@@ -1626,6 +1639,11 @@ class _Linking:
         self.named = _names_places(analysis)
         received = candidate.received_at
         self.moment = None if received is None else _aware(received)
+        # A time with a fixed offset (UTC, as stored) as a whole number of microseconds:
+        # exact, and compared with every candidate far more cheaply than two datetimes.
+        self.stamp = None
+        if self.moment is not None and isinstance(self.moment.tzinfo, timezone):
+            self.stamp = (self.moment - _EPOCH) // _MICROSECOND
         alike = (candidate.topic, candidate.lat, candidate.lon, analysis)
         keys = _ALIKE.get(alike)
         if keys is None:
@@ -1733,11 +1751,13 @@ def choose_incident(
     # verdict's key stands for (topic, lat, lon, analysis) and whether the report is within
     # the window; what a report's key needs is worked out once per report (`_link`).
     verdicts: dict[object, Assessment] = {}
+    mine, window = new._link, rules.window_days
     for key, reports in incidents.items():
         score: float | None = None
         for report in reports:
-            within = _within_window(new, report, rules)
-            alike = report._link.inside if within else report._link.outside
+            link = report._link
+            within = _links_within(mine, link, window)
+            alike = link.inside if within else link.outside
             verdict = verdicts.get(alike)
             if verdict is None:
                 verdict = verdicts[alike] = _assess(new, report, rules, within)
