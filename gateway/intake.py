@@ -173,6 +173,47 @@ class _Batcher:
         self.backlogged = int(waiting) >= BACKLOG_JOBS
 
 
+class _Claims:
+    """Takes claims (`SET NX`) for every message that asks in one turn of the event loop,
+    in one pipelined round trip: under load, dozens of requests reach their claim in the
+    same turn, and a command each cost a sixth of the gateway's time per request."""
+
+    def __init__(self, redis_client: aioredis.Redis) -> None:
+        self.redis = redis_client
+        self._asking: list[tuple[str, str, asyncio.Future[bool]]] = []
+
+    async def take(self, key: str, value: str) -> bool:
+        """Whether this copy won `key` (set to `value` for CLAIM_PENDING_SECONDS)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._asking.append((key, value, future))
+        if len(self._asking) == 1:
+            loop.call_soon(self._send)  # after the rest of this turn's requests
+        return await future
+
+    def _send(self) -> None:
+        asking, self._asking = self._asking, []
+        asyncio.create_task(self._ask(asking))  # noqa: RUF006 - futures keep it observed
+
+    async def _ask(self, asking: list[tuple[str, str, asyncio.Future[bool]]]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, value, _ in asking:
+                    pipe.set(key, value, nx=True, ex=CLAIM_PENDING_SECONDS)
+                won = await pipe.execute()
+        except BaseException as exc:  # nobody may be left waiting, whatever happened
+            error = QueueUnavailable(str(exc)) if isinstance(exc, redis.RedisError) else exc
+            for _, _, future in asking:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), result in zip(asking, won, strict=True):
+            if not future.done():
+                future.set_result(bool(result))
+
+
 class Intake:
     def __init__(
         self,
@@ -195,6 +236,7 @@ class Intake:
         self.limiter = RateLimiter(self.redis, limits or {})
         self.queue = Queue(queue_name, connection=self.sync_redis, serializer=JSONSerializer)
         self.batcher = _Batcher(self.queue)
+        self.claims = _Claims(self.redis)
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
@@ -265,6 +307,8 @@ class Intake:
         content_check: bool = False,
     ) -> list[IntakeResult]:
         complaints = [self.normalize(m) for m in messages]
+        if len(complaints) == 1:  # the usual case: no task to gather one result
+            return [await self._submit_one(complaints[0], wait, content_check)]
         results = await asyncio.gather(
             *(self._submit_one(c, wait, content_check) for c in complaints)
         )
@@ -346,12 +390,7 @@ class Intake:
         claim = claim_key(key)
         deadline = time.monotonic() + CLAIM_STALLED_SECONDS
         while True:
-            try:
-                won = await self.redis.set(
-                    claim, f"pending:{digest}", nx=True, ex=CLAIM_PENDING_SECONDS
-                )
-            except redis.RedisError as exc:
-                raise QueueUnavailable(str(exc)) from exc
+            won = await self.claims.take(claim, f"pending:{digest}")
             if won:
                 try:
                     await self._check_sender_limit(complaint)

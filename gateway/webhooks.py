@@ -120,14 +120,22 @@ async def _submit(services: Services, messages: Sequence[InboundMessage]) -> int
     Returns how many were queued (or were already). Raises 503 if the queue is down, so
     the provider tries again later rather than hear that the messages are safe.
     """
-    # A 3 MB batch holds a thousand messages: a Redis connection each at once would not do.
-    slots = asyncio.Semaphore(SUBMIT_CONCURRENCY)
+    if len(messages) == 1:
+        # Nearly every webhook carries one message: no task and no semaphore for it.
+        try:
+            results: list[object] = [await services.intake.submit(messages)]
+        except Exception as exc:
+            results = [exc]
+    else:
+        # A 3 MB batch holds a thousand messages: a Redis connection each at once would
+        # not do.
+        slots = asyncio.Semaphore(SUBMIT_CONCURRENCY)
 
-    async def submit(message: InboundMessage) -> object:
-        async with slots:
-            return await services.intake.submit([message])
+        async def submit(message: InboundMessage) -> object:
+            async with slots:
+                return await services.intake.submit([message])
 
-    results = await asyncio.gather(*(submit(m) for m in messages), return_exceptions=True)
+        results = await asyncio.gather(*(submit(m) for m in messages), return_exceptions=True)
     queued = 0
     refused: ChannelError | None = None
     for result in results:
