@@ -54,6 +54,10 @@ def strip_quoted(text: str) -> str:
     return "\n".join(kept)
 
 
+# The ASCII characters of Unicode's category C (control), but for tab and newline.
+_ASCII_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def clean_text(text: str, *, is_html: bool | None = None, strip_history: bool = False) -> str:
     """`is_html` None: decide by looking. A mail says what its body is, and a plain one
     often holds `<https://…>` or `<name@host>` that must not be taken for tags."""
@@ -62,7 +66,10 @@ def clean_text(text: str, *, is_html: bool | None = None, strip_history: bool = 
         text = html_to_text(text)
     if strip_history:
         text = strip_quoted(text)
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    if text.isascii():  # its only control characters are these: one pass in C
+        text = _ASCII_CONTROLS.sub("", text)
+    else:
+        text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
@@ -76,8 +83,10 @@ def title_of(text: str, limit: int = 80) -> str:
 
 
 def words(text: str) -> list[str]:
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    folded = text.casefold()
+    if not folded.isascii():  # ASCII has no accents to take off: most messages are
+        folded = unicodedata.normalize("NFKD", folded)
+        folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
     return _WORDS.findall(folded)
 
 

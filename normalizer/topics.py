@@ -38,6 +38,14 @@ class Taxonomy:
     _matchers: dict[str, list[tuple[str, Callable[[_Text], bool], int]]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _index: list[_Index] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def index(self) -> _Index:
+        """Every topic's keywords by the words that can match them, built once."""
+        if not self._index:
+            self._index.append(_Index(self))
+        return self._index[0]
 
     def get(self, code: str) -> Topic | None:
         return next((t for t in self.topics if t.code == code), None)
@@ -96,6 +104,47 @@ def _matcher(keyword: str, pattern: re.Pattern[str]) -> Callable[[_Text], bool]:
     return lambda text: pattern.search(text.joined) is not None
 
 
+# (taxonomy order, topic code, keyword, weight): one keyword of one topic.
+_Entry = tuple[int, str, str, int]
+
+
+class _Index:
+    """The taxonomy's keywords looked up from a text's words, not tested one by one: a
+    word and a prefix are found in a dict, a phrase is tried only when the text has its
+    first word. Matches are put back in taxonomy order, so `classify` answers exactly as
+    testing every keyword in turn would (the same scores, keywords and ties)."""
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self.words: dict[str, list[_Entry]] = {}
+        self.prefixes: dict[str, list[_Entry]] = {}
+        self.by_first_word: dict[str, list[tuple[_Entry, Callable[[_Text], bool]]]] = {}
+        order = 0
+        for topic in taxonomy.topics:
+            for keyword, test, weight in taxonomy.matchers(topic):
+                entry = (order, topic.code, keyword, weight)
+                order += 1
+                parts = words(keyword.rstrip("*"))
+                if len(parts) == 1:
+                    found = self.prefixes if keyword.endswith("*") else self.words
+                    found.setdefault(parts[0], []).append(entry)
+                else:  # a phrase's first word is a whole word of the text
+                    self.by_first_word.setdefault(parts[0], []).append((entry, test))
+        self.stem_lengths = sorted({len(stem) for stem in self.prefixes})
+
+    def matches(self, text: _Text) -> list[_Entry]:
+        found: set[_Entry] = set()
+        for token in text.tokens:
+            found.update(self.words.get(token, ()))
+            for length in self.stem_lengths:
+                if length > len(token):
+                    break
+                found.update(self.prefixes.get(token[:length], ()))
+            for entry, test in self.by_first_word.get(token, ()):
+                if test(text):
+                    found.add(entry)
+        return sorted(found)
+
+
 class _Text:
     """Folded words of one text, indexed once for every keyword test."""
 
@@ -112,14 +161,11 @@ class _Text:
 
 
 def classify(text: str, taxonomy: Taxonomy) -> Classification:
-    indexed = _Text(text)
     scores: dict[str, int] = {}
     matched: dict[str, list[str]] = {}
-    for topic in taxonomy.topics:
-        for keyword, test, weight in taxonomy.matchers(topic):
-            if test(indexed):
-                scores[topic.code] = scores.get(topic.code, 0) + weight
-                matched.setdefault(topic.code, []).append(keyword)
+    for _, code, keyword, weight in taxonomy.index.matches(_Text(text)):
+        scores[code] = scores.get(code, 0) + weight
+        matched.setdefault(code, []).append(keyword)
     if not scores:
         return Classification(taxonomy.fallback, (), {})
     order = {t.code: t.priority for t in taxonomy.topics}
