@@ -138,6 +138,13 @@ class _Candidate:
     root: int  # the incident's first case: itself, or the case it is linked into
     reporter: models.Reporter | None = None  # for a case made in this transaction
 
+    def of(self, reporter: models.Reporter, reporter_id: int | None) -> bool:
+        """`reporter_id` is `reporter.id`, read once by the caller: an ORM attribute
+        costs, and this is asked of hundreds of candidates per complaint."""
+        if self.reporter is not None:
+            return self.reporter is reporter
+        return reporter_id is not None and self.reporter_id == reporter_id
+
 
 @dataclass
 class _Pool:
@@ -266,17 +273,12 @@ def link_incident(
     members: dict[int, list[IncidentCandidate]] = {}
     taken = 0
     reporter, key = case.reporter, pool.key(case)
-    reporter_id = reporter.id  # read once: an ORM attribute costs, and there are hundreds
+    reporter_id = reporter.id
     for candidate in pool.cases:
         if candidate.created_at < since:
             break  # newest first: the rest are older still
-        if candidate.id == key:
+        if candidate.id == key or candidate.of(reporter, reporter_id):
             continue
-        if candidate.reporter is not None:
-            if candidate.reporter is reporter:
-                continue
-        elif reporter_id is not None and candidate.reporter_id == reporter_id:
-            continue  # the reporter's own cases are theirs to follow up, not an incident
         members.setdefault(candidate.root, []).append(candidate.report)
         taken += 1
         if taken == CANDIDATE_LIMIT:

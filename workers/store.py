@@ -309,7 +309,8 @@ def _reporter(
 
 # A sequential ticket's stand-in until the batch is numbered: unique like a ticket, and
 # no ticket looks like it. The case's title, its reply and its link note carry it too.
-UNNUMBERED = re.compile(r"~ticket-[0-9a-f]{16}")
+STAND_IN = "~ticket-"
+UNNUMBERED = re.compile(re.escape(STAND_IN) + "[0-9a-f]{16}")
 
 
 def _next_ticket(context: Context, session: Session, year: int, confidential: bool) -> str:
@@ -320,7 +321,7 @@ def _next_ticket(context: Context, session: Session, year: int, confidential: bo
             ticket = format_ticket(prefix, year, random.SystemRandom().randrange(10**6), True)
             if session.scalar(select(models.Case.id).where(models.Case.ticket == ticket)) is None:
                 return ticket
-    stand_in = f"~ticket-{uuid.uuid4().hex[:16]}"
+    stand_in = f"{STAND_IN}{uuid.uuid4().hex[:16]}"
     session.info.setdefault("unnumbered", []).append((stand_in, year))
     return stand_in
 
@@ -344,7 +345,9 @@ def _number_tickets(context: Context, session: Session) -> None:
     # `held` the rest (see workers.grouping).
     rows = [*session.new, *session.identity_map.values(), *held]
     waiting = {
-        row.ticket for row in rows if isinstance(row, models.Case) and row.ticket.startswith("~")
+        row.ticket
+        for row in rows
+        if isinstance(row, models.Case) and row.ticket.startswith(STAND_IN)
     }
     prefix = context.settings.ticket_prefix
     numbers: dict[str, str] = {}
@@ -367,9 +370,9 @@ def _number_tickets(context: Context, session: Session) -> None:
             row.ticket = numbers.get(row.ticket, row.ticket)
             row.title = numbers.get(row.title, row.title)
         elif isinstance(row, models.Delivery) and not row.sealed:
-            if "~ticket-" in row.body:
+            if STAND_IN in row.body:
                 row.body = numbered(row.body)
-            if row.subject and "~ticket-" in row.subject:
+            if row.subject and STAND_IN in row.subject:
                 row.subject = numbered(row.subject)
         elif isinstance(row, models.AuditEvent) and isinstance(row.detail, dict):
             ticket = row.detail.get("ticket")
