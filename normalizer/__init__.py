@@ -45,15 +45,18 @@ def normalize(message: InboundMessage, rules: Rules) -> Complaint:
     text = clean_text(message.text, is_html=is_html, strip_history=message.channel == "email")
     command, rest = parse_command(text)
     subject = clean_text(message.subject) if message.subject else None
-    ticket = find_ticket(rest if command else f"{subject or ''}\n{text}", rules.ticket_prefix)
-    classification = classify(f"{subject or ''}\n{text}", rules.taxonomy)
+    # Subject and text, for what is read from their words (one string, so the words are
+    # taken once: `words` remembers the last few texts).
+    about = f"{subject}\n{text}" if subject else text
+    ticket = find_ticket(rest if command else about, rules.ticket_prefix)
+    classification = classify(about, rules.taxonomy)
     topic = classification.topic
     if message.topic_hint and message.topic_hint in rules.taxonomy.codes:
         topic = message.topic_hint
     confidential = (
         rules.taxonomy.is_confidential(topic)
         or rules.taxonomy.is_confidential(classification.topic)
-        or mentions_confidential_marker(f"{subject or ''} {text}", rules.taxonomy)
+        or mentions_confidential_marker(about, rules.taxonomy)
     )
     language = message.language_hint if message.language_hint in ("id", "en") else None
     if confidential:
@@ -69,7 +72,7 @@ def normalize(message: InboundMessage, rules: Rules) -> Complaint:
         reporter=reporter,
         text=text,
         title=title_of(subject or text) if (subject or text) else "",
-        language=language or guess_language(f"{subject or ''} {text}", rules.default_language),
+        language=language or guess_language(about, rules.default_language),
         topic=topic,
         topic_keywords=classification.keywords,
         confidential=confidential,

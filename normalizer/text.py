@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
@@ -82,12 +83,16 @@ def title_of(text: str, limit: int = 80) -> str:
     return (cut or first[:limit]) + "…"
 
 
-def words(text: str) -> list[str]:
+@functools.lru_cache(maxsize=8)
+def words(text: str) -> tuple[str, ...]:
+    """Folded words, without accents. Remembered for the last few texts: normalising one
+    message asks for the words of the same text four times (topic, confidential marker,
+    language, fingerprint)."""
     folded = text.casefold()
     if not folded.isascii():  # ASCII has no accents to take off: most messages are
         folded = unicodedata.normalize("NFKD", folded)
         folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return _WORDS.findall(folded)
+    return tuple(_WORDS.findall(folded))
 
 
 def fingerprint(text: str) -> str:

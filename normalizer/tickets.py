@@ -8,6 +8,7 @@ nothing about when or in which order the report came in.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -56,6 +57,7 @@ class TicketRef:
 _CONFIDENTIAL = re.compile(r"-\d{4}-R\d")
 
 
+@functools.lru_cache(maxsize=8)
 def _pattern(prefix: str) -> re.Pattern[str]:
     # The sequence is possessive and, without a separate check digit, must not be followed by
     # more digits: "BGR-2026-004217 30" is not "…-000421-7", a number that could be valid and

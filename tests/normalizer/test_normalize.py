@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import pytest
 
-from channels.base import Location
+from channels.base import Attachment, Location
 from config.data import load_taxonomy
 from normalizer import Rules, idempotency_key, normalize
 from normalizer.commands import parse_command
@@ -211,3 +212,29 @@ def test_complaint_round_trips_through_json(rules: Rules) -> None:
     again = Complaint.from_dict(json.loads(json.dumps(complaint.to_dict())))
     assert again == complaint
     assert again.confidential is True and again.topic == "pungli"
+
+
+def test_the_queue_payload_holds_every_field_as_plain_json(rules: Rules) -> None:
+    """What a worker reads from the queue: every field of the schema, nested values as
+    plain dicts and lists, and nothing else."""
+    photo = Attachment(content_type="image/jpeg", size=3, filename="a.jpg", url="https://x/a")
+    msg = message(
+        "Jalan berlubang",
+        sender_name="Siti",
+        location=Location(lat=-6.6, lon=106.8, label="Tugu Kujang"),
+        attachments=(photo,),
+        reply_to=("<a@example.org>",),
+    )
+    data = normalize(msg, rules).to_dict()
+    assert list(data) == [f.name for f in dataclasses.fields(Complaint)]
+    assert data["reporter"] == {
+        "kind": "phone",
+        "address": "+6281234567890",
+        "name": "Siti",
+        "email": None,
+    }
+    assert data["location"] == {"lat": -6.6, "lon": 106.8, "address": None, "label": "Tugu Kujang"}
+    assert data["attachments"] == [dataclasses.asdict(photo)]
+    assert data["reply_to"] == ["<a@example.org>"]
+    assert data["received_at"] == "2026-03-02T08:30:00+00:00"
+    assert json.loads(json.dumps(data)) == data

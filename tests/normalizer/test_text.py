@@ -135,7 +135,7 @@ def test_title_of() -> None:
 
 
 def test_words_fold_case_and_accents() -> None:
-    assert words("Café SEMPUR, jl.Pajajaran-Raya!") == ["cafe", "sempur", "jl", "pajajaran", "raya"]
+    assert words("Café SEMPUR, jl.Pajajaran-Raya!") == ("cafe", "sempur", "jl", "pajajaran", "raya")
 
 
 @pytest.mark.parametrize(
