@@ -171,6 +171,7 @@ def spawn(
 
 def bare_server(port: int) -> None:
     """The floor: an aiohttp handler that parses the form and answers empty TwiML."""
+    from gateway.runtime import loop_factory, settle_memory
 
     async def handler(request: web.Request) -> web.Response:
         await request.post()
@@ -179,10 +180,18 @@ def bare_server(port: int) -> None:
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def settle(app: web.Application) -> None:
+        settle_memory()
+
     app = web.Application()
     app.router.add_post("/webhooks/twilio", handler)
     app.router.add_get("/healthz", healthz)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    app.on_startup.append(settle)
+    # The same event loop and collector settings as `aduan serve`: the floor is measured
+    # on the footing aduan stands on.
+    factory = loop_factory()
+    loop = factory() if factory else None
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=loop)
 
 
 def start_bare() -> tuple[subprocess.Popen[bytes], str]:

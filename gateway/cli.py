@@ -4,7 +4,6 @@ keys generate / rotate."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -45,6 +44,9 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import workers.replies
+    import workers.store  # noqa: F401 - the jobs' code, loaded before settle_memory
+    from gateway.runtime import settle_memory
     from workers.worker import run_worker
 
     redis_url = settings.redis_url or _embedded_socket(settings)
@@ -53,6 +55,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             "Setting 'REDIS_URL' is not set and no embedded Redis is running in "
             f"{settings.data_dir}: start `aduan serve` or set REDIS_URL."
         )
+    settle_memory()
     run_worker(settings, redis_url, burst=args.burst)
     return 0
 
@@ -289,9 +292,10 @@ def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.runtime import run
     from gateway.server import serve
 
-    return asyncio.run(serve(settings, with_worker=not args.no_worker))
+    return run(serve(settings, with_worker=not args.no_worker))
 
 
 def build_parser() -> argparse.ArgumentParser:

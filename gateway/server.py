@@ -15,6 +15,7 @@ from aiohttp import web
 from config.settings import Settings
 from gateway.app import build_services, create_app
 from gateway.embedded import EmbeddedRedis
+from gateway.runtime import settle_memory
 from gateway.smtp import SmtpIntake
 from workers.db import make_engine, upgrade
 
@@ -54,6 +55,7 @@ async def serve(settings: Settings, *, with_worker: bool) -> int:
         smtp = SmtpIntake(services)
         await smtp.start()
         _banner(settings, redis_url, embedded is not None, with_worker)
+        settle_memory()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -24,7 +24,7 @@ from channels.twilio import TwilioAdapter
 from config.settings import Settings
 from gateway.app import SERVICES, Services
 from gateway.intake import QueueUnavailable
-from gateway.web_routes import read_limited
+from gateway.web_routes import read_limited, request_url
 
 log = logging.getLogger("aduan.webhooks")
 
@@ -94,7 +94,7 @@ async def _read_form(request: web.Request) -> RawRequest:
         form.setdefault(key, []).append(value)
     return RawRequest(
         method=request.method,
-        url=str(request.url),
+        url=request_url(request),
         headers=dict(request.headers),
         body=body,
         form=form,
@@ -210,7 +210,7 @@ async def whatsapp_incoming(request: web.Request) -> web.Response:
     body = await request.read()  # bounded by the app's client_max_size (4 MB)
     raw = RawRequest(
         method=request.method,
-        url=str(request.url),
+        url=request_url(request),
         headers=dict(request.headers),
         body=body,
         remote=request.remote,
