@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -41,7 +42,7 @@ from workers import models
 from workers.cases import Actor, change_status
 from workers.context import Context
 from workers.db import make_engine, session_factory, upgrade
-from workers.store import store
+from workers.store import _read_pools_ahead, _store_batch, store
 
 Client = TestClient[Any, Any]
 
@@ -345,4 +346,61 @@ def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
         _, first_report, second_report = (o.case_id for o in outcomes)
         assert links == {second_report: first_report}
     finally:
+        context.engine.dispose()
+
+
+def test_sqlite_a_case_committed_while_a_batch_waited_for_the_write_lock_is_a_candidate(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """On SQLite a batch reads its incident candidates before it takes the write lock,
+    while another worker may still be storing. The case that worker commits in between
+    is read as the batch takes the lock: the two reports are still one incident."""
+    database = f"sqlite:///{tmp_path / 'cases.sqlite3'}"
+    settings = load_settings(settings_env(tmp_path, redis_url, database))
+    context = Context(settings, redis_url)
+    upgrade(context.engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    first, second = (
+        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
+        for text, lat, lon in [
+            ("Banjir setinggi lutut di Jl. Sempur Kaler, got meluap", -6.5901, 106.7801),
+            ("Tolong, Jl. Sempur Kaler banjir, got mampet dan meluap", -6.5902, 106.7802),
+        ]
+    )
+    try:
+        waiting = _read_pools_ahead(context, [second])  # before the other batch commits
+        assert waiting is not None and not waiting.pools[second.topic].cases
+        (stored,) = store(context, [first])  # the other worker's batch
+        (linked,) = _store_batch(context, [second], savepoints=False, ahead=waiting)
+        assert (stored.outcome, linked.outcome) == ("new", "new")
+        with context.sessions() as session:
+            into = session.scalar(
+                select(models.CaseLink.into_case_id).where(
+                    models.CaseLink.case_id == linked.case_id
+                )
+            )
+        assert into == stored.case_id
+    finally:
+        context.engine.dispose()
+
+
+def test_sqlite_a_batch_reads_its_candidates_while_another_writer_holds_the_lock(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Reading ahead takes no write lock: it does not wait for a writer (SQLite's busy
+    timeout is 30 s, so a read that took the lock would fail here, not pass)."""
+    database = tmp_path / "cases.sqlite3"
+    settings = load_settings(settings_env(tmp_path, redis_url, f"sqlite:///{database}"))
+    context = Context(settings, redis_url)
+    upgrade(context.engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    writer = sqlite3.connect(database, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # another worker storing its batch
+        complaint = sms_complaint(rules, "Lampu jalan mati di Jl. Sempur")
+        ahead = _read_pools_ahead(context, [complaint])
+        assert ahead is not None and list(ahead.pools) == [complaint.topic]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
         context.engine.dispose()

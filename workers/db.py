@@ -10,10 +10,15 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# An execution option: a transaction that only reads, on an `immediate` SQLite engine,
+# begins as SQLite's default (deferred) does and takes no write lock.
+READ_ONLY = "aduan_read_only"
+
 
 def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
     """`immediate`: SQLite transactions take the write lock when they begin, so workers
-    that read before they write (bursts, incidents) are serialised, not racing."""
+    that read before they write (bursts, incidents) are serialised, not racing. Except
+    those begun with the READ_ONLY execution option."""
     # A database error's message quotes the statement's parameters, and those can be a
     # reporter's number or address: it is logged by RQ and kept with the failed job.
     kwargs.setdefault("hide_parameters", True)
@@ -44,7 +49,10 @@ def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
 
             @event.listens_for(engine, "begin")
             def _sqlite_begin(connection: Any) -> None:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                if connection.get_execution_options().get(READ_ONLY):
+                    connection.exec_driver_sql("BEGIN")  # a snapshot, and no lock taken
+                else:
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -185,13 +185,21 @@ def _pool(session: Session, topic: str, since: datetime) -> _Pool:
     found = pools.get(topic)
     if found is not None and found.since <= since:
         return found
-    since -= POOL_SLACK  # link_incident still leaves out what is older than its window
     # The batch's new cases of this topic join its pool as they are made (link_incident),
     # so a topic's first read need not flush them; a pool read again (for an older
     # complaint, or after a topic changed) must see them in the database.
     fresh = found is None and not session.info.pop("incident_pools_forgotten", False)
     with session.no_autoflush if fresh else contextlib.nullcontext():
-        rows, first_texts = _read_pool(session, topic, since)
+        pools[topic] = found = _load_pool(session, topic, since)
+    return found
+
+
+def _load_pool(session: Session, topic: str, since: datetime) -> _Pool:
+    since -= POOL_SLACK  # link_incident still leaves out what is older than its window
+    return _Pool(since, _candidates(*_read_pool(session, [topic], since)))
+
+
+def _candidates(rows: list[Any], first_texts: dict[int, str]) -> list[_Candidate]:
     cases = []
     for row in rows:
         key = tuple(row[:7])
@@ -214,14 +222,78 @@ def _pool(session: Session, topic: str, since: datetime) -> _Pool:
                 row.id, row.reporter_id, report.received_at, report, row.into_case_id or row.id
             )
         )
-    pools[topic] = found = _Pool(since, cases)
-    return found
+    return cases
 
 
-def _read_pool(session: Session, topic: str, since: datetime) -> tuple[list[Any], dict[int, str]]:
-    """A topic's open cases since `since`, newest first, and the first words of those not
-    met before."""
+def read_pools_ahead(
+    session: Session, complaints: Iterable[Complaint], rules: GroupingRules
+) -> PoolsAhead:
+    """The pools a batch's new cases will be compared with, read before the batch's write
+    transaction begins, in `session`'s own read transaction.
+
+    On SQLite a store transaction holds the database's one write lock from its first
+    statement (workers.db, `immediate`): whatever it reads, it reads while every other
+    worker waits. The pools were the largest part of that. `catch_up_pools`, inside the
+    write transaction, adds the cases committed in between, so linking sees what it saw
+    when the pools were read under the lock."""
+    wanted: dict[str, datetime] = {}
+    for complaint in complaints:
+        if complaint.confidential:
+            continue  # never linked
+        since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
+        wanted[complaint.topic] = min(since, wanted.get(complaint.topic, since))
+    if not wanted:
+        return PoolsAhead({}, 0)
+    # In the same snapshot as the pools: every case committed later has a larger id.
+    last_id = session.scalar(select(func.max(models.Case.id))) or 0
+    pools = {topic: _load_pool(session, topic, since) for topic, since in wanted.items()}
+    return PoolsAhead(pools, last_id)
+
+
+@dataclass(frozen=True)
+class PoolsAhead:
+    pools: dict[str, _Pool]
+    last_id: int  # the largest case id when they were read
+
+
+def catch_up_pools(session: Session, ahead: PoolsAhead) -> None:
+    """In the write transaction, before any case is made: give it the pools read ahead,
+    each with the cases committed since it was read. SQLite gives ids in commit order (one
+    writer at a time, and cases are never deleted), so those are the ids above the largest
+    there was: one query for every pool. What changed about a case already in a pool
+    meanwhile (an operator closed it, a case was relinked) is not looked at again, as on
+    PostgreSQL, where a pool is read while other workers commit."""
+    pools: dict[str, _Pool] = session.info.setdefault("incident_pools", {})
+    pools.update(ahead.pools)
+    if not ahead.pools:
+        return
+    since = min(pool.since for pool in ahead.pools.values())
+    rows, first_texts = _read_pool(session, list(ahead.pools), since, ahead.last_id)
+    newer: dict[str, list[_Candidate]] = {}
+    for row, candidate in zip(rows, _candidates(rows, first_texts), strict=True):
+        if candidate.created_at >= ahead.pools[row.topic].since:
+            newer.setdefault(row.topic, []).append(candidate)
+    for topic, cases in newer.items():
+        pool = ahead.pools[topic]
+        pool.cases = sorted(
+            cases + pool.cases, key=lambda candidate: candidate.created_at, reverse=True
+        )
+
+
+def _read_pool(
+    session: Session, topics: list[str], since: datetime, after: int | None = None
+) -> tuple[list[Any], dict[int, str]]:
+    """The topics' open cases since `since` (and with an id above `after`), newest first,
+    and the first words of those not met before."""
     Case = models.Case
+    conditions = [
+        Case.topic.in_(topics) if len(topics) > 1 else Case.topic == topics[0],
+        Case.confidential.is_(False),
+        Case.status.in_(OPEN_STATUSES),
+        Case.created_at >= since,
+    ]
+    if after is not None:
+        conditions.append(Case.id > after)
     # The times as the database gives them (no datetime parsed per row on SQLite): they
     # are a cache key here, and a case's creation is parsed once, when first read.
     rows = session.execute(
@@ -237,12 +309,7 @@ def _read_pool(session: Session, topic: str, since: datetime) -> tuple[list[Any]
             Case.reporter_id,
         )
         .outerjoin(models.CaseLink, models.CaseLink.case_id == Case.id)
-        .where(
-            Case.topic == topic,
-            Case.confidential.is_(False),
-            Case.status.in_(OPEN_STATUSES),
-            Case.created_at >= since,
-        )
+        .where(*conditions)
         .order_by(Case.created_at.desc())
         .limit(CANDIDATE_LIMIT + POOL_MARGIN)
     ).all()

@@ -39,11 +39,15 @@ from normalizer.tickets import format_ticket, parse_ticket
 from workers import models
 from workers.context import RESULTS_CHANNEL, Context, current, result_key
 from workers.crypto import new_receipt
+from workers.db import READ_ONLY
 from workers.grouping import (
     GroupingRules,
+    PoolsAhead,
+    catch_up_pools,
     forget_candidates,
     link_incident,
     open_case_of,
+    read_pools_ahead,
     serialize_reporters,
 )
 from workers.senders.smtp import delivery_of
@@ -154,10 +158,19 @@ def _lost_a_race(exc: IntegrityError | OperationalError) -> bool:
 
 
 def _store_batch(
-    context: Context, complaints: list[Complaint], *, savepoints: bool
+    context: Context,
+    complaints: list[Complaint],
+    *,
+    savepoints: bool,
+    ahead: PoolsAhead | None = None,
 ) -> list[Outcome]:
+    """`ahead`: the incident pools, if read already (else read here, on SQLite)."""
     outcomes: list[Outcome] = []
+    if ahead is None:
+        ahead = _read_pools_ahead(context, complaints)
     with context.sessions() as session, session.begin():
+        if ahead is not None:
+            catch_up_pools(session, ahead)
         hashes = {
             context.crypto.lookup_hash(c.reporter.address) for c in complaints if c.reporter.address
         }
@@ -194,6 +207,17 @@ def _store_batch(
                 topic,
             )
     return outcomes
+
+
+def _read_pools_ahead(context: Context, complaints: list[Complaint]) -> PoolsAhead | None:
+    """On SQLite, the incident pools, read before the write lock (grouping.read_pools_ahead).
+    On PostgreSQL workers store side by side anyway, and the pools are read in the write
+    transaction."""
+    if context.engine.dialect.name != "sqlite":
+        return None
+    with context.sessions() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        return read_pools_ahead(session, complaints, _grouping_rules(context))
 
 
 def publish(context: Context, outcomes: list[Outcome]) -> None:
