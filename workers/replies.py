@@ -31,11 +31,11 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from rq import Retry, get_current_job
 from rq.job import Job
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 
 import workers.senders.registry  # noqa: F401 - registers the provider senders
 from workers import models
@@ -254,6 +254,28 @@ def _send(
     return result, None
 
 
+_DELIVERIES = cast(Table, models.Delivery.__table__)
+# What became of each delivery of a group, in one statement run for every one of them (an
+# executemany, not a statement each); the provider and its id stay when a send gave none.
+_RECORD = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("delivery_id", type_=_DELIVERIES.c.id.type))
+    .values(
+        attempts=_DELIVERIES.c.attempts + 1,
+        status=bindparam("new_status", type_=_DELIVERIES.c.status.type),
+        error=bindparam("new_error", type_=_DELIVERIES.c.error.type),
+        provider=func.coalesce(
+            bindparam("new_provider", type_=_DELIVERIES.c.provider.type), _DELIVERIES.c.provider
+        ),
+        provider_id=func.coalesce(
+            bindparam("new_provider_id", type_=_DELIVERIES.c.provider_id.type),
+            _DELIVERIES.c.provider_id,
+        ),
+        updated_at=bindparam("now", type_=_DELIVERIES.c.updated_at.type),
+    )
+)
+
+
 def _record_and_claim(
     context: Context, done: list[tuple[int, SendResult]], claim: list[int]
 ) -> set[int]:
@@ -265,20 +287,20 @@ def _record_and_claim(
     unsynchronised = {"synchronize_session": False}  # no Delivery objects in this session
     with context.sessions() as session, session.begin():
         now = datetime.now(UTC)
-        for delivery_id, result in done:
-            values: dict[str, Any] = {
-                "attempts": models.Delivery.attempts + 1,
-                "status": result.status,
-                "error": result.error,
-                "updated_at": now,
-            }
-            if result.provider:
-                values["provider"] = result.provider
-            if result.provider_id:
-                values["provider_id"] = result.provider_id
+        if done:
             session.execute(
-                update(models.Delivery).where(models.Delivery.id == delivery_id).values(values),
-                execution_options=unsynchronised,
+                _RECORD,
+                [
+                    {
+                        "delivery_id": delivery_id,
+                        "new_status": result.status,
+                        "new_error": result.error,
+                        "new_provider": result.provider or None,
+                        "new_provider_id": result.provider_id or None,
+                        "now": now,
+                    }
+                    for delivery_id, result in done
+                ],
             )
         if claim:
             claimed = set(
