@@ -44,8 +44,9 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    # The jobs' code, loaded before settle_memory freezes what startup made.
     import workers.replies
-    import workers.store  # noqa: F401 - the jobs' code, loaded before settle_memory
+    import workers.store  # noqa: F401
     from gateway.runtime import settle_memory
     from workers.worker import run_worker
 

@@ -38,14 +38,11 @@ class Taxonomy:
     _matchers: dict[str, list[tuple[str, Callable[[_Text], bool], int]]] = field(
         default_factory=dict, compare=False, repr=False
     )
-    _index: list[_Index] = field(default_factory=list, compare=False, repr=False)
 
-    @property
+    @cached_property
     def index(self) -> _Index:
         """Every topic's keywords by the words that can match them, built once."""
-        if not self._index:
-            self._index.append(_Index(self))
-        return self._index[0]
+        return _Index(self)
 
     def get(self, code: str) -> Topic | None:
         return next((t for t in self.topics if t.code == code), None)
