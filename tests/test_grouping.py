@@ -349,6 +349,91 @@ def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
         context.engine.dispose()
 
 
+def _street() -> str:
+    """A street of a test's own: the case store is shared with other tests' floods."""
+    name = "".join(secrets.choice("bcdgjklmnprst") + secrets.choice("aiou") for _ in range(4))
+    return f"Jl. {name.capitalize()}"
+
+
+def _link_of(context: Context, case_id: int | None) -> int | None:
+    with context.sessions() as session:
+        return session.scalar(
+            select(models.CaseLink.into_case_id).where(models.CaseLink.case_id == case_id)
+        )
+
+
+def test_a_worker_links_a_report_to_an_incident_another_worker_stored_since_its_last_batch(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A worker keeps the candidates it read between its batches, and reads only the
+    cases made since: those another worker stored are among them."""
+    settings = load_settings(settings_env(tmp_path, redis_url, database_url))
+    worker, other = Context(settings, redis_url), Context(settings, redis_url)
+    upgrade(worker.engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    street, elsewhere = _street(), _street()
+    unrelated, first, second = (
+        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
+        for text, lat, lon in [
+            (f"Banjir di {elsewhere}, got meluap", -6.6005, 106.8052),
+            (f"Banjir setinggi lutut di {street}, got meluap", -6.5901, 106.7801),
+            (f"Tolong, {street} banjir, got mampet dan meluap", -6.5902, 106.7802),
+        ]
+    )
+    try:
+        store(worker, [unrelated])  # the worker reads the topic's candidates and keeps them
+        (stored,) = store(other, [first])
+        (linked,) = store(worker, [second])
+        assert (stored.outcome, linked.outcome) == ("new", "new")
+        assert _link_of(worker, linked.case_id) == stored.case_id
+    finally:
+        worker.engine.dispose()
+        other.engine.dispose()
+
+
+def test_a_report_is_not_linked_into_an_incident_closed_since_the_worker_read_it(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """An incident an operator resolved a moment ago takes no new reports, even while the
+    worker still keeps it among the candidates it read: the new report is a case of its
+    own, for an operator to see."""
+    settings = load_settings(settings_env(tmp_path, redis_url, database_url))
+    context = Context(settings, redis_url)
+    upgrade(context.engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    street, elsewhere = _street(), _street()
+    first, unrelated, second, third = (
+        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
+        for text, lat, lon in [
+            (f"Banjir setinggi lutut di {street}, got meluap", -6.5901, 106.7801),
+            (f"Banjir di {elsewhere}, got meluap", -6.6005, 106.8052),
+            (f"Tolong, {street} banjir, got mampet dan meluap", -6.5902, 106.7802),
+            (f"{street} banjir lagi, got meluap sampai rumah", -6.5901, 106.7802),
+        ]
+    )
+    try:
+        (incident,) = store(context, [first])
+        store(context, [unrelated])  # the incident is now among the worker's candidates
+        with context.sessions() as session, session.begin():
+            assert incident.case_id is not None
+            change_status(
+                session,
+                load_replies(),
+                incident.case_id,
+                Actor("siti", "operator"),
+                "resolved",
+                "air sudah surut",
+            )
+        (alone,) = store(context, [second])
+        assert alone.outcome == "new"
+        assert _link_of(context, alone.case_id) is None
+        # The report that was not linked opens the incident for the next one.
+        (linked,) = store(context, [third])
+        assert _link_of(context, linked.case_id) == alone.case_id
+    finally:
+        context.engine.dispose()
+
+
 def test_sqlite_a_case_committed_while_a_batch_waited_for_the_write_lock_is_a_candidate(
     redis_url: str, tmp_path: Path
 ) -> None:

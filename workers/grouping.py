@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import time
+import weakref
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, func, select, text, type_coerce
+from sqlalchemy import String, bindparam, func, select, text, type_coerce
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from normalizer.complaint import Complaint
@@ -156,7 +159,7 @@ class _Pool:
     cases: list[_Candidate]
     # The batch's new cases, which have no id until the batch is flushed, by their key.
     made: dict[int, models.Case] = field(default_factory=dict)
-    # Whether an incident's first case older than the pool is still open, once asked.
+    # Whether an incident's first case may still be linked into, once asked.
     roots_open: dict[int, bool] = field(default_factory=dict)
 
     def key(self, case: models.Case) -> int:
@@ -194,9 +197,9 @@ def _pool(session: Session, topic: str, since: datetime) -> _Pool:
     return found
 
 
-def _load_pool(session: Session, topic: str, since: datetime) -> _Pool:
+def _load_pool(session: Session, topic: str, since: datetime, upto: int | None = None) -> _Pool:
     since -= POOL_SLACK  # link_incident still leaves out what is older than its window
-    return _Pool(since, _candidates(*_read_pool(session, [topic], since)))
+    return _Pool(since, _candidates(*_read_pool(session, [topic], since, upto=upto)))
 
 
 def _candidates(rows: list[Any], first_texts: dict[int, str]) -> list[_Candidate]:
@@ -225,29 +228,22 @@ def _candidates(rows: list[Any], first_texts: dict[int, str]) -> list[_Candidate
     return cases
 
 
-def read_pools_ahead(
-    session: Session, complaints: Iterable[Complaint], rules: GroupingRules
-) -> PoolsAhead:
-    """The pools a batch's new cases will be compared with, read before the batch's write
-    transaction begins, in `session`'s own read transaction.
+# A topic's pool is read whole at most this often per worker; in between, only the cases
+# made since are read (`read_pools_ahead`).
+POOL_REFRESH_SECONDS = 5.0
 
-    On SQLite a store transaction holds the database's one write lock from its first
-    statement (workers.db, `immediate`): whatever it reads, it reads while every other
-    worker waits. The pools were the largest part of that. `catch_up_pools`, inside the
-    write transaction, adds the cases committed in between, so linking sees what it saw
-    when the pools were read under the lock."""
-    wanted: dict[str, datetime] = {}
-    for complaint in complaints:
-        if complaint.confidential:
-            continue  # never linked
-        since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
-        wanted[complaint.topic] = min(since, wanted.get(complaint.topic, since))
-    if not wanted:
-        return PoolsAhead({}, 0)
-    # In the same snapshot as the pools: every case committed later has a larger id.
-    last_id = session.scalar(select(func.max(models.Case.id))) or 0
-    pools = {topic: _load_pool(session, topic, since) for topic, since in wanted.items()}
-    return PoolsAhead(pools, last_id)
+
+@dataclass
+class _KeptPool:
+    topic: str
+    since: datetime
+    cases: list[_Candidate]  # as read from the database: newest first, never a batch's own
+    read_at: float  # time.monotonic() of the whole read
+    last_id: int  # the largest case id when it was read or last caught up
+
+
+# The pools a worker process read, per database and topic, from one batch to the next.
+_KEPT: weakref.WeakKeyDictionary[Engine, dict[str, _KeptPool]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -256,35 +252,124 @@ class PoolsAhead:
     last_id: int  # the largest case id when they were read
 
 
+def read_pools_ahead(
+    session: Session, complaints: Iterable[Complaint], rules: GroupingRules
+) -> PoolsAhead:
+    """The pools a batch's new cases will be compared with, from what this worker read for
+    its last batches: a topic's pool is read whole every few seconds, and in between only the
+    cases made since (ids above the largest there was) are read, in one query for every
+    topic. Four topics of 350 cases each, read for every batch, were the largest part of a
+    worker's time.
+
+    A case already kept that changed since its pool was read (an operator closed it, moved
+    it to another topic or linked it) is seen as it was for at most POOL_REFRESH_SECONDS.
+    That is safe: the incident a case is linked into is looked up in the write
+    transaction first (`_root_still_open`), so a case is never linked into an incident
+    that is closed, moved or linked itself. On PostgreSQL ids are not given in commit
+    order, so a case another worker was storing while a pool was read may join it only
+    at the next whole read; on SQLite (one writer) it is always caught up.
+
+    On SQLite this runs before the batch's write transaction, which holds the database's
+    one write lock from its first statement (workers.db, `immediate`): `catch_up_pools`,
+    under the lock, adds the cases committed in between."""
+    wanted: dict[str, datetime] = {}
+    for complaint in complaints:
+        if complaint.confidential:
+            continue  # never linked
+        since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
+        wanted[complaint.topic] = min(since, wanted.get(complaint.topic, since))
+    if not wanted:
+        return PoolsAhead({}, 0)
+    engine = session.get_bind()
+    kept = _KEPT.setdefault(engine, {}) if isinstance(engine, Engine) else {}
+    # First: whatever a later query reads has an id of at most this, so a case committed
+    # in between is caught up next time, not read twice.
+    last_id = session.scalar(select(func.max(models.Case.id))) or 0
+    now = time.monotonic()
+    caught: list[str] = []
+    for topic, since in wanted.items():
+        known = kept.get(topic)
+        if known and now - known.read_at < POOL_REFRESH_SECONDS and known.since <= since:
+            caught.append(topic)
+            continue
+        pool = _load_pool(session, topic, since, upto=last_id)
+        kept[topic] = _KeptPool(topic, pool.since, pool.cases, now, last_id)
+    if caught:
+        _catch_up_kept(session, [kept[topic] for topic in caught], last_id)
+    pools = {topic: _Pool(kept[topic].since, list(kept[topic].cases)) for topic in wanted}
+    return PoolsAhead(pools, last_id)
+
+
+def _catch_up_kept(session: Session, kept: list[_KeptPool], upto: int) -> None:
+    """Kept pools with the cases made since each was read, in one query."""
+    after = min(pool.last_id for pool in kept)
+    if upto > after:
+        rows, first_texts = _read_pool(
+            session,
+            [pool.topic for pool in kept],
+            min(pool.since for pool in kept),
+            after,
+            upto=upto,
+            limit_per_topic=True,
+        )
+        pools = {pool.topic: pool for pool in kept}
+        newer = [
+            (row, candidate)
+            for row, candidate in zip(rows, _candidates(rows, first_texts), strict=True)
+            if row.id > pools[row.topic].last_id
+        ]
+        _merge(pools, newer, trim=True)
+    for pool in kept:
+        pool.last_id = upto
+
+
+def _merge(
+    pools: Mapping[str, _Pool | _KeptPool], read: Iterable[tuple[Any, _Candidate]], *, trim: bool
+) -> None:
+    """Add cases newly read (row, candidate) to their topics' pools, newest first, if they
+    are recent enough for them. `trim`: keep as many as a whole read would, the newest."""
+    newer: dict[str, list[_Candidate]] = {}
+    for row, candidate in read:
+        if candidate.created_at >= pools[row.topic].since:
+            newer.setdefault(row.topic, []).append(candidate)
+    for topic, cases in newer.items():
+        pool = pools[topic]
+        cases.extend(pool.cases)
+        cases.sort(key=lambda candidate: candidate.created_at, reverse=True)
+        pool.cases = cases[: CANDIDATE_LIMIT + POOL_MARGIN] if trim else cases
+
+
 def catch_up_pools(session: Session, ahead: PoolsAhead) -> None:
     """In the write transaction, before any case is made: give it the pools read ahead,
     each with the cases committed since it was read. SQLite gives ids in commit order (one
     writer at a time, and cases are never deleted), so those are the ids above the largest
-    there was: one query for every pool. What changed about a case already in a pool
-    meanwhile (an operator closed it, a case was relinked) is not looked at again, as on
-    PostgreSQL, where a pool is read while other workers commit."""
-    pools: dict[str, _Pool] = session.info.setdefault("incident_pools", {})
-    pools.update(ahead.pools)
+    there was: one query for every pool."""
+    use_pools(session, ahead)
     if not ahead.pools:
         return
     since = min(pool.since for pool in ahead.pools.values())
     rows, first_texts = _read_pool(session, list(ahead.pools), since, ahead.last_id)
-    newer: dict[str, list[_Candidate]] = {}
-    for row, candidate in zip(rows, _candidates(rows, first_texts), strict=True):
-        if candidate.created_at >= ahead.pools[row.topic].since:
-            newer.setdefault(row.topic, []).append(candidate)
-    for topic, cases in newer.items():
-        pool = ahead.pools[topic]
-        pool.cases = sorted(
-            cases + pool.cases, key=lambda candidate: candidate.created_at, reverse=True
-        )
+    _merge(ahead.pools, zip(rows, _candidates(rows, first_texts), strict=True), trim=False)
+
+
+def use_pools(session: Session, ahead: PoolsAhead) -> None:
+    """The pools this transaction's new cases are compared with."""
+    pools: dict[str, _Pool] = session.info.setdefault("incident_pools", {})
+    pools.update(ahead.pools)
 
 
 def _read_pool(
-    session: Session, topics: list[str], since: datetime, after: int | None = None
+    session: Session,
+    topics: list[str],
+    since: datetime,
+    after: int | None = None,
+    *,
+    upto: int | None = None,
+    limit_per_topic: bool = False,
 ) -> tuple[list[Any], dict[int, str]]:
-    """The topics' open cases since `since` (and with an id above `after`), newest first,
-    and the first words of those not met before."""
+    """The topics' open cases since `since` (and with an id above `after`, and at most
+    `upto`), newest first, and the first words of those not met before. At most a pool's
+    worth of them, or of each topic's with `limit_per_topic`."""
     Case = models.Case
     conditions = [
         Case.topic.in_(topics) if len(topics) > 1 else Case.topic == topics[0],
@@ -294,6 +379,8 @@ def _read_pool(
     ]
     if after is not None:
         conditions.append(Case.id > after)
+    if upto is not None:
+        conditions.append(Case.id <= upto)
     # The times as the database gives them (no datetime parsed per row on SQLite): they
     # are a cache key here, and a case's creation is parsed once, when first read.
     rows = session.execute(
@@ -311,7 +398,7 @@ def _read_pool(
         .outerjoin(models.CaseLink, models.CaseLink.case_id == Case.id)
         .where(*conditions)
         .order_by(Case.created_at.desc())
-        .limit(CANDIDATE_LIMIT + POOL_MARGIN)
+        .limit((CANDIDATE_LIMIT + POOL_MARGIN) * (len(topics) if limit_per_topic else 1))
     ).all()
     missing = [row.id for row in rows if tuple(row[:7]) not in _CANDIDATES]
     first_texts: dict[int, str] = {}
@@ -368,6 +455,32 @@ def link_incident(
     pool.cases.insert(0, made)
 
 
+_ROOT_NOW = (
+    select(models.Case.status, models.Case.topic, models.CaseLink.into_case_id)
+    .outerjoin(models.CaseLink, models.CaseLink.case_id == models.Case.id)
+    .where(models.Case.id == bindparam("root"))
+)
+
+
+def _root_still_open(session: Session, pool: _Pool, root: int, topic: str) -> bool:
+    """Whether an incident's first case may still be linked into, as it is now: open, of
+    this topic, and not linked into another case itself. Pools are kept between batches
+    (`read_pools_ahead`), and a root may be older than its pool: it is asked about once
+    per batch."""
+    usable = pool.roots_open.get(root)
+    if usable is None:
+        # On the connection: the batch's new rows need no flush, and no ORM statement is
+        # built for what may be asked for most complaints of a batch.
+        found = session.connection().execute(_ROOT_NOW, {"root": root}).first()
+        usable = pool.roots_open[root] = (
+            found is not None
+            and found.status in OPEN_STATUSES
+            and found.topic == topic
+            and found.into_case_id is None
+        )
+    return usable
+
+
 def _choose_and_link(
     session: Session,
     case: models.Case,
@@ -379,20 +492,14 @@ def _choose_and_link(
     """The key of the incident's first case the new case was linked into, if any."""
     if not members:
         return None
-    best = choose_incident(new, members, rules.link)
-    if best is None:
-        return None
-    root = best[1]
-    # The pool holds open cases only, read in this transaction; an incident's first case
-    # older than the pool is asked about, once per batch.
-    if not any(candidate.id == root for candidate in pool.cases):
-        is_open = pool.roots_open.get(root)
-        if is_open is None:
-            with session.no_autoflush:  # the batch's new rows do not change an old case
-                status = session.scalar(select(models.Case.status).where(models.Case.id == root))
-            is_open = pool.roots_open[root] = status in OPEN_STATUSES
-        if not is_open:
+    while True:
+        best = choose_incident(new, members, rules.link)
+        if best is None:
             return None
+        root = best[1]
+        if root in pool.made or _root_still_open(session, pool, root, case.topic):
+            break
+        del members[root]  # closed or moved meanwhile: the next best, if any
     detail: dict[str, object] = {"ticket": case.ticket, "score": round(best[0], 3)}
     link = models.CaseLink(case=case, actor="system")
     audit = models.AuditEvent(actor="system", action="incident_link", note=None, detail=detail)

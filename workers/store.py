@@ -49,6 +49,7 @@ from workers.grouping import (
     open_case_of,
     read_pools_ahead,
     serialize_reporters,
+    use_pools,
 )
 from workers.senders.smtp import delivery_of
 
@@ -175,6 +176,8 @@ def _store_batch(
             context.crypto.lookup_hash(c.reporter.address) for c in complaints if c.reporter.address
         }
         serialize_reporters(session, hashes)
+        if ahead is None:  # PostgreSQL: the pools are read here, from what this worker kept
+            use_pools(session, read_pools_ahead(session, complaints, _grouping_rules(context)))
         # One query for the whole batch finds the messages a retried job already stored;
         # a worker racing us is still caught by the unique key (see _store_one).
         keys = [c.idempotency_key for c in complaints]
@@ -212,7 +215,7 @@ def _store_batch(
 def _read_pools_ahead(context: Context, complaints: list[Complaint]) -> PoolsAhead | None:
     """On SQLite, the incident pools, read before the write lock (grouping.read_pools_ahead).
     On PostgreSQL workers store side by side anyway, and the pools are read in the write
-    transaction."""
+    transaction (`_store_batch`)."""
     if context.engine.dialect.name != "sqlite":
         return None
     with context.sessions() as session:
