@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 import weakref
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -140,13 +141,6 @@ class _Candidate:
     report: IncidentCandidate
     root: int  # the incident's first case: itself, or the case it is linked into
     reporter: models.Reporter | None = None  # for a case made in this transaction
-
-    def of(self, reporter: models.Reporter, reporter_id: int | None) -> bool:
-        """`reporter_id` is `reporter.id`, read once by the caller: an ORM attribute
-        costs, and this is asked of hundreds of candidates per complaint."""
-        if self.reporter is not None:
-            return self.reporter is reporter
-        return reporter_id is not None and self.reporter_id == reporter_id
 
 
 @dataclass
@@ -424,16 +418,24 @@ def link_incident(
         return
     since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
     pool = _pool(session, case.topic, since)
-    members: dict[int, list[IncidentCandidate]] = {}
+    members: defaultdict[int, list[IncidentCandidate]] = defaultdict(list)
     taken = 0
     reporter, key = case.reporter, pool.key(case)
     reporter_id = reporter.id
+    # Hundreds of candidates per complaint, so this loop is kept plain. The reporter's own
+    # cases are left out: by the row for a case made in this transaction, else by its id
+    # (`reporter.id`, read once: an ORM attribute costs).
     for candidate in pool.cases:
         if candidate.created_at < since:
             break  # newest first: the rest are older still
-        if candidate.id == key or candidate.of(reporter, reporter_id):
+        made_by = candidate.reporter
+        if candidate.id == key or (
+            (reporter_id is not None and candidate.reporter_id == reporter_id)
+            if made_by is None
+            else made_by is reporter
+        ):
             continue
-        members.setdefault(candidate.root, []).append(candidate.report)
+        members[candidate.root].append(candidate.report)
         taken += 1
         if taken == CANDIDATE_LIMIT:
             break
