@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from importlib import resources
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: writers wait in SQLite's busy handler, as without turns
+    fcntl = None  # type: ignore[assignment]
 
 from alembic import command
 from alembic.config import Config
@@ -13,6 +20,49 @@ from sqlalchemy.orm import Session, sessionmaker
 # An execution option: a transaction that only reads, on an `immediate` SQLite engine,
 # begins as SQLite's default (deferred) does and takes no write lock.
 READ_ONLY = "aduan_read_only"
+
+
+class WriteTurns:
+    """Worker processes queue for an SQLite database's one write lock behind a file lock
+    (`flock`), which the kernel hands to the next waiter the moment it is let go.
+
+    SQLite itself lets a writer that finds the lock taken sleep and try again, 1, 2, 5, 10,
+    then 15 to 100 ms later: with two workers taking turns every few tens of milliseconds,
+    the lock stood free for much of that sleep. The file lock only orders the workers; the
+    database's own lock still decides, and a writer that takes no turn (the gateway's
+    console) waits in SQLite's busy handler as before."""
+
+    def __init__(self, database: str) -> None:
+        self.path = database + "-write-turn"
+        self._fd: int | None = None
+        self._pid = 0
+        self._lock = threading.Lock()  # flock orders processes; this, a process's threads
+        self.holder: object | None = None  # the pooled connection whose transaction has it
+
+    def take(self, holder: object) -> None:
+        """Wait for this process's turn, for `holder`'s transaction. Without a turn to
+        take (no flock here, a file that cannot be opened, or 30 s waited in this
+        process) the writer waits in SQLite's busy handler instead."""
+        if self.holder is holder or fcntl is None or not self._lock.acquire(timeout=30):
+            return
+        try:
+            if self._fd is None or self._pid != os.getpid():  # not a parent's descriptor
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError:
+            self._lock.release()
+            return
+        self.holder = holder
+
+    def give_back(self, holder: object) -> None:
+        """`holder` is back in the pool: its transaction committed or rolled back."""
+        if holder is None or self.holder is not holder:
+            return
+        self.holder = None
+        if self._fd is not None and fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
 
 
 def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
@@ -46,13 +96,28 @@ def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
                 dbapi_connection.isolation_level = None
 
         if immediate:
+            database = engine.url.database
+            turns = WriteTurns(database) if database and database != ":memory:" else None
 
             @event.listens_for(engine, "begin")
             def _sqlite_begin(connection: Any) -> None:
                 if connection.get_execution_options().get(READ_ONLY):
                     connection.exec_driver_sql("BEGIN")  # a snapshot, and no lock taken
-                else:
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                    return
+                if turns is not None:
+                    turns.take(connection.connection.dbapi_connection)
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+            if turns is not None:
+
+                # Back in the pool (its transaction committed or rolled back), or thrown
+                # away: either way the turn goes on.
+                @event.listens_for(engine, "checkin")
+                @event.listens_for(engine, "invalidate")
+                @event.listens_for(engine, "soft_invalidate")
+                @event.listens_for(engine, "close")
+                def _sqlite_turn_over(dbapi_connection: Any, *_: Any) -> None:
+                    turns.give_back(dbapi_connection)
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -40,6 +40,7 @@ from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 import workers.senders.registry  # noqa: F401 - registers the provider senders
 from workers import models
 from workers.context import Context, current
+from workers.db import READ_ONLY
 from workers.senders import Outgoing, SendDeferred, SendResult, sender_for
 
 log = logging.getLogger("aduan.replies")
@@ -192,8 +193,9 @@ def _claimable() -> Any:
 def _prepare(context: Context, ids: list[int]) -> dict[int, tuple[Outgoing | None, int]]:
     """What each delivery would send, and its attempts so far, read in two queries. Read
     before the claim: nothing here changes once a delivery is written, and the claim
-    alone decides whether it goes out."""
+    alone decides whether it goes out. Only read: on SQLite it takes no write lock."""
     with context.sessions() as session:
+        session.connection(execution_options={READ_ONLY: True})
         deliveries = session.scalars(
             select(models.Delivery).where(models.Delivery.id.in_(ids), _claimable())
         ).all()
