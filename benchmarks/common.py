@@ -438,8 +438,8 @@ def vm_hwm(pid: int) -> int | None:
     return None
 
 
-def children(pid: int) -> list[tuple[int, str]]:
-    """(pid, command name) of the processes whose parent is `pid`."""
+def _processes() -> list[tuple[int, str, list[str]]]:
+    """(pid, command name, the fields after it in /proc/<pid>/stat) of every process."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -450,10 +450,34 @@ def children(pid: int) -> list[tuple[int, str]]:
             continue
         # "pid (comm) state ppid …": comm may hold spaces and parentheses.
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if len(fields) > 1 and fields[1] == str(pid):
-            found.append((int(entry.name), name))
+        found.append((int(entry.name), name, stat[stat.rindex(")") + 2 :].split()))
     return found
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command name) of the processes whose parent is `pid`."""
+    return [
+        (p, name) for p, name, fields in _processes() if len(fields) > 1 and fields[1] == str(pid)
+    ]
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far."""
+    wanted = set(pids)
+    return sum(_cpu(fields) for pid, _, fields in _processes() if pid in wanted)
+
+
+def cpu_seconds_of(name: str) -> float:
+    """CPU seconds used so far by every process with this command name (a database
+    server's backends, which the benchmark did not start)."""
+    return sum(_cpu(fields) for _, comm, fields in _processes() if comm == name)
 
 
 def machine() -> dict[str, str]:

@@ -61,6 +61,8 @@ from benchmarks.common import (  # noqa: E402
     aduan_env,
     children,
     clean_env,
+    cpu_seconds,
+    cpu_seconds_of,
     hammer,
     machine,
     percentile,
@@ -739,6 +741,36 @@ async def part1(bench: Bench) -> None:
 # Part 2
 
 
+def cpu_now(stack: Stack) -> dict[str, float]:
+    """CPU seconds used so far by what serves a stack, by role, and by this benchmark's
+    process (the client sending the webhooks and polling the case store)."""
+    pids: dict[str, list[int]] = {}
+    for name, pid in stack.processes():
+        role = name.split()[0]  # gateway, worker, redis-server
+        pids.setdefault({"worker": "workers", "redis-server": "Redis"}.get(role, role), []).append(
+            pid
+        )
+    seconds = {role: cpu_seconds(found) for role, found in pids.items()}
+    seconds["client"] = cpu_seconds([os.getpid()])
+    if stack.shared_redis:  # the machine's Redis: its server, whoever else uses it
+        seconds["Redis"] = cpu_seconds_of("redis-server")
+    if stack.database_url.startswith("postgresql"):
+        seconds["PostgreSQL"] = cpu_seconds_of("postgres")  # every server process
+    return seconds
+
+
+def cpu_budget(cpu_ms: dict[str, float]) -> tuple[float, str]:
+    """The CPU a complaint costs on the whole machine, and how it reads in the table:
+    "3.8 ms: workers 2.5, …; ≤ 530/s on 2 CPUs" (what the machine could do at most)."""
+    total = sum(cpu_ms.values())
+    parts = ", ".join(
+        f"{role} {ms:.2f}" for role, ms in sorted(cpu_ms.items(), key=lambda i: -i[1])
+    )
+    cpus = os.cpu_count() or 1
+    ceiling = cpus * 1000 / total if total else 0.0
+    return total, f"{total:.1f} ms ({parts}); at most {ceiling:,.0f}/s on {cpus} CPUs"
+
+
 async def end_to_end(bench: Bench, stack: Stack, what: str) -> dict[str, Any]:
     """Warm up, then N webhooks closed-loop; complaints/s from the first request to the
     moment the store holds every one of them with its reply row."""
@@ -753,6 +785,7 @@ async def end_to_end(bench: Bench, stack: Stack, what: str) -> dict[str, Any]:
         raise RuntimeError(f"{stack.label}: warm-up not stored within 120 s ({done}/{base})")
     requests = signed_requests(stack.url, sizes.e2e_messages, tag, bench.senders)
     stack.sids += [s.sid for s in requests]
+    cpu_before = await asyncio.to_thread(cpu_now, stack)
     bar = Bar(f"  {what}: stored", len(requests))
     acked = [0]
 
@@ -779,8 +812,14 @@ async def end_to_end(bench: Bench, stack: Stack, what: str) -> dict[str, Any]:
             lambda: stack.count_done() - base, len(sent.acknowledged), within, bar, stack
         )
     bar.close()
+    cpu_after = await asyncio.to_thread(cpu_now, stack)
     seconds = finished - started
+    cpu_ms = {
+        role: (cpu_after[role] - cpu_before.get(role, 0.0)) / max(done, 1) * 1000
+        for role in cpu_after
+    }
     return {
+        "CPU ms per complaint": cpu_ms,
         "messages": len(requests),
         "acknowledged": len(sent.acknowledged),
         "stored with reply": done,
@@ -851,6 +890,8 @@ async def part2(bench: Bench) -> None:
                     ">= 1,000/s",
                     (rates[impl] or 0) >= 1000,
                 )
+                total, budget = cpu_budget(figures["CPU ms per complaint"])
+                report.add(2, f"aduan CPU per complaint, {backend}", total, budget)
             else:
                 report.add(2, f"naive RQ pipeline end to end, {backend}", rates[impl], shown)
         aduan_rate, naive_rate = rates["aduan"], rates["naive"]
