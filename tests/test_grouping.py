@@ -309,6 +309,12 @@ async def test_exactly_once_under_concurrent_retries_across_gateways_and_workers
         engine.dispose()
 
 
+def _street() -> str:
+    """A street of a test's own: the case store is shared with other tests' floods."""
+    name = "".join(secrets.choice("bcdgjklmnprst") + secrets.choice("aiou") for _ in range(4))
+    return f"Jl. {name.capitalize()}"
+
+
 def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
     database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -318,9 +324,7 @@ def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
     context = Context(settings, redis_url)
     upgrade(context.engine)
     rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
-    name = "".join(secrets.choice("bcdgjklmnprst") + secrets.choice("aiou") for _ in range(4))
-    street = f"Jl. {name.capitalize()}"
-    elsewhere = f"Jl. {name.capitalize()} Raya"
+    street, elsewhere = _street(), _street()
     # (text, lat, lon): the first is another flood 2 km away; reading it makes the store
     # read the topic's candidates, before the two reports of this flood have cases.
     reports = [
@@ -347,12 +351,6 @@ def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
         assert links == {second_report: first_report}
     finally:
         context.engine.dispose()
-
-
-def _street() -> str:
-    """A street of a test's own: the case store is shared with other tests' floods."""
-    name = "".join(secrets.choice("bcdgjklmnprst") + secrets.choice("aiou") for _ in range(4))
-    return f"Jl. {name.capitalize()}"
 
 
 def _link_of(context: Context, case_id: int | None) -> int | None:

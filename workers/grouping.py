@@ -295,36 +295,35 @@ def read_pools_ahead(
 
 
 def _catch_up_kept(session: Session, kept: list[_KeptPool], upto: int) -> None:
-    """Kept pools with the cases made since each was read, in one query."""
-    after = min(pool.last_id for pool in kept)
-    if upto > after:
-        rows, first_texts = _read_pool(
-            session,
-            [pool.topic for pool in kept],
-            min(pool.since for pool in kept),
-            after,
-            upto=upto,
-            limit_per_topic=True,
-        )
-        pools = {pool.topic: pool for pool in kept}
-        newer = [
-            (row, candidate)
-            for row, candidate in zip(rows, _candidates(rows, first_texts), strict=True)
-            if row.id > pools[row.topic].last_id
-        ]
-        _merge(pools, newer, trim=True)
+    """Kept pools with the cases made since each was read."""
+    _catch_up(session, {pool.topic: pool for pool in kept}, upto=upto, trim=True)
     for pool in kept:
         pool.last_id = upto
 
 
-def _merge(
-    pools: Mapping[str, _Pool | _KeptPool], read: Iterable[tuple[Any, _Candidate]], *, trim: bool
+def _catch_up(
+    session: Session,
+    pools: Mapping[str, _Pool | _KeptPool],
+    *,
+    after: int | None = None,
+    upto: int | None = None,
+    trim: bool,
 ) -> None:
-    """Add cases newly read (row, candidate) to their topics' pools, newest first, if they
-    are recent enough for them. `trim`: keep as many as a whole read would, the newest."""
+    """Add to pools, in one query for all of them, the open cases with ids above `after`
+    (for a kept pool: above its own `last_id`) and at most `upto`, recent enough for
+    them; newest first. `trim`: keep as many as a whole read would, the newest."""
+    above = {
+        topic: pool.last_id if isinstance(pool, _KeptPool) else after or 0
+        for topic, pool in pools.items()
+    }
+    lowest = min(above.values())
+    if upto is not None and upto <= lowest:
+        return
+    since = min(pool.since for pool in pools.values())
+    rows, first_texts = _read_pool(session, list(pools), since, lowest, upto=upto)
     newer: dict[str, list[_Candidate]] = {}
-    for row, candidate in read:
-        if candidate.created_at >= pools[row.topic].since:
+    for row, candidate in zip(rows, _candidates(rows, first_texts), strict=True):
+        if row.id > above[row.topic] and candidate.created_at >= pools[row.topic].since:
             newer.setdefault(row.topic, []).append(candidate)
     for topic, cases in newer.items():
         pool = pools[topic]
@@ -339,11 +338,8 @@ def catch_up_pools(session: Session, ahead: PoolsAhead) -> None:
     writer at a time, and cases are never deleted), so those are the ids above the largest
     there was: one query for every pool."""
     use_pools(session, ahead)
-    if not ahead.pools:
-        return
-    since = min(pool.since for pool in ahead.pools.values())
-    rows, first_texts = _read_pool(session, list(ahead.pools), since, ahead.last_id)
-    _merge(ahead.pools, zip(rows, _candidates(rows, first_texts), strict=True), trim=False)
+    if ahead.pools:
+        _catch_up(session, ahead.pools, after=ahead.last_id, trim=False)
 
 
 def use_pools(session: Session, ahead: PoolsAhead) -> None:
@@ -359,11 +355,10 @@ def _read_pool(
     after: int | None = None,
     *,
     upto: int | None = None,
-    limit_per_topic: bool = False,
 ) -> tuple[list[Any], dict[int, str]]:
     """The topics' open cases since `since` (and with an id above `after`, and at most
-    `upto`), newest first, and the first words of those not met before. At most a pool's
-    worth of them, or of each topic's with `limit_per_topic`."""
+    `upto`), newest first, and the first words of those not met before: at most a pool's
+    worth for each topic."""
     Case = models.Case
     conditions = [
         Case.topic.in_(topics) if len(topics) > 1 else Case.topic == topics[0],
@@ -392,7 +387,7 @@ def _read_pool(
         .outerjoin(models.CaseLink, models.CaseLink.case_id == Case.id)
         .where(*conditions)
         .order_by(Case.created_at.desc())
-        .limit((CANDIDATE_LIMIT + POOL_MARGIN) * (len(topics) if limit_per_topic else 1))
+        .limit((CANDIDATE_LIMIT + POOL_MARGIN) * len(topics))
     ).all()
     missing = [row.id for row in rows if tuple(row[:7]) not in _CANDIDATES]
     first_texts: dict[int, str] = {}
