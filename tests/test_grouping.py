@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -42,7 +43,8 @@ from workers import models
 from workers.cases import Actor, change_status
 from workers.context import Context
 from workers.db import make_engine, session_factory, upgrade
-from workers.store import _read_pools_ahead, _store_batch, store
+from workers.grouping import read_pools_ahead
+from workers.store import _grouping_rules, _read_pools_ahead, _store_batch, store
 
 Client = TestClient[Any, Any]
 
@@ -349,6 +351,38 @@ def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
             )
         _, first_report, second_report = (o.case_id for o in outcomes)
         assert links == {second_report: first_report}
+    finally:
+        context.engine.dispose()
+
+
+def test_candidates_read_from_the_store_carry_their_time_in_utc(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL answers in the session's zone (psycopg gives a `ZoneInfo`, even for
+    UTC): a candidate's time is turned to UTC as it is read, so that linking compares it
+    with each new complaint's as a number, not as two zoned datetimes."""
+    settings = load_settings(settings_env(tmp_path, redis_url, database_url))
+    context = Context(settings, redis_url)
+    upgrade(context.engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    street = _street()
+    first, second = (
+        sms_complaint(rules, f"{text} di {street}, got meluap")
+        for text in ("Banjir", "Banjir lagi")
+    )
+    try:
+        (stored,) = store(context, [first])
+        with context.sessions() as session:
+            created = session.scalar(
+                select(models.Case.created_at).where(models.Case.id == stored.case_id)
+            )
+            ahead = read_pools_ahead(session, [second], _grouping_rules(context))
+        (candidate,) = [c for c in ahead.pools[second.topic].cases if c.id == stored.case_id]
+        moment = candidate.report.received_at
+        assert moment is not None and moment.tzinfo is UTC
+        assert created is not None
+        assert moment == (created if created.tzinfo else created.replace(tzinfo=UTC))
+        assert candidate.report._link.stamp is not None
     finally:
         context.engine.dispose()
 
