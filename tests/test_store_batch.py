@@ -161,3 +161,66 @@ def test_a_batch_numbers_its_cases_in_order_and_every_row_carries_the_number(
         assert outcomes[1].ticket in (replies[outcomes[1].case_id, "received"].subject or "")
         repeat = replies[outcomes[5].case_id, "received_followup"]
         assert outcomes[5].ticket in repeat.body
+
+
+def test_a_topic_changed_mid_batch_reads_incidents_again_and_links_keep_their_numbers(
+    context: Context,
+) -> None:
+    """A burst's second piece can name the problem its first only hinted at: the case
+    changes topic, and the batch reads that topic's incidents again, from the database.
+    The links made so far in the batch are in what it reads (the next report joins the
+    incident, not a case that is itself linked), and every link's note still carries the
+    real ticket, not the stand-in the case had when the batch read again."""
+    name = "".join(secrets.choice("bcdgjklmnprst") + secrets.choice("aiou") for _ in range(4))
+    street = f"Jl. {name.capitalize()}"
+    place = {"lat": -6.5901, "lon": 106.7801}
+    resident = phone_number()
+
+    def flood(text: str, sender: str | None = None, located: bool = True) -> Complaint:
+        rules = Rules(taxonomy=load_taxonomy(context.settings.topics_file))
+        message = InboundMessage(
+            channel="sms",
+            provider="twilio",
+            provider_message_id="SM" + secrets.token_hex(16),
+            sender=sender or phone_number(),
+            text=text,
+            location=Location(**place) if located else None,
+        )
+        return normalize(message, rules)
+
+    batch = [
+        flood(f"Banjir setinggi lutut di {street}, got meluap"),
+        flood(f"Tolong, {street} banjir, got mampet dan meluap"),
+        flood("Selamat pagi admin, mau lapor", resident, located=False),
+        flood(f"banjir di {street}, got meluap", resident),  # the burst names the problem
+        flood(f"Tolong, {street} banjir, got mampet dan meluap lagi"),  # as the second
+    ]
+    assert batch[2].topic != batch[0].topic == batch[3].topic == batch[4].topic
+    outcomes = store(context, batch)
+    assert [o.outcome for o in outcomes] == ["new", "new", "new", "burst", "new"]
+    first, second, _, _, last = outcomes
+    with context.sessions() as session:
+        links = dict(
+            session.execute(
+                select(models.CaseLink.case_id, models.CaseLink.into_case_id).where(
+                    models.CaseLink.case_id.in_([o.case_id for o in outcomes])
+                )
+            ).all()
+        )
+        notes = session.scalars(
+            select(models.AuditEvent.detail).where(
+                models.AuditEvent.action == "incident_link",
+                models.AuditEvent.case_id == first.case_id,
+            )
+        ).all()
+        events = session.scalars(
+            select(models.StatusEvent.case_id).where(
+                models.StatusEvent.case_id.in_([o.case_id for o in outcomes])
+            )
+        ).all()
+    assert links[second.case_id] == first.case_id
+    assert links[last.case_id] == first.case_id
+    assert sorted(str(note["ticket"]) for note in notes if note) == sorted(
+        [str(second.ticket), str(last.ticket)]
+    )
+    assert sorted(events) == sorted({o.case_id for o in outcomes if o.outcome == "new"})

@@ -17,9 +17,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, bindparam, func, select, text, type_coerce
+from sqlalchemy import String, Table, bindparam, func, insert, select, text, type_coerce
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,92 @@ CANDIDATE_LIMIT = 300
 class GroupingRules:
     burst: timedelta = timedelta(minutes=3)
     link: LinkRules = field(default_factory=LinkRules)
+
+
+@dataclass
+class RowsLater:
+    """Rows that only point at cases, made in a batch: each new case's status event,
+    and each incident link with its audit event. They are written once the batch's cases
+    have their ids and numbers (`write_rows_later`), in one INSERT per table, not each
+    through the unit of work: an ORM object cost a worker about as much as the rest of
+    its row's work, and these are three of a linked case's seven rows."""
+
+    events: list[tuple[models.Case, str | None]] = field(default_factory=list)
+    # (the new case, the incident's first case or its id, the score)
+    links: list[tuple[models.Case, models.Case | int, float]] = field(default_factory=list)
+    # (the new case, the incident's first case's id, the score): the link is written, and
+    # its audit waits for the case's number
+    audits: list[tuple[models.Case, int, float]] = field(default_factory=list)
+
+
+_EVENTS = insert(cast(Table, models.StatusEvent.__table__))
+_LINKS = insert(cast(Table, models.CaseLink.__table__))
+_AUDITS = insert(cast(Table, models.AuditEvent.__table__))
+
+
+def rows_later(session: Session) -> RowsLater | None:
+    """Where this transaction's rows that wait for ids go; None when they are made as
+    ORM objects at once (a batch stored complaint by complaint in savepoints, where one
+    rolled back must take its rows with it)."""
+    later = session.info.get("rows_later")
+    return later if isinstance(later, RowsLater) else None
+
+
+def write_rows_later(session: Session, *, audits: bool = True) -> None:
+    """Write the rows waiting for their cases' ids: flush the cases, then an INSERT per
+    table. Called before the commit, and before a pool is read again (`_pool`), which
+    must see the links; `audits=False` there, for an audit's ticket may be a stand-in
+    until the batch is numbered (workers.store._number_tickets)."""
+    later = rows_later(session)
+    if later is None or not (later.events or later.links or (audits and later.audits)):
+        return
+    session.flush()
+    connection = session.connection()
+    if later.events:
+        connection.execute(
+            _EVENTS,
+            [
+                {
+                    "case_id": case.id,
+                    "actor": "system",
+                    "from_status": None,
+                    "to_status": "received",
+                    "note": note,
+                }
+                for case, note in later.events
+            ],
+        )
+        later.events = []
+    if later.links:
+        made = [
+            (case, root if isinstance(root, int) else root.id, score)
+            for case, root, score in later.links
+        ]
+        connection.execute(
+            _LINKS,
+            [
+                {"case_id": case.id, "into_case_id": root, "actor": "system"}
+                for case, root, _ in made
+            ],
+        )
+        later.audits += made
+        later.links = []
+    if audits and later.audits:
+        connection.execute(
+            _AUDITS,
+            [
+                {
+                    "case_id": root,
+                    "operator_id": None,
+                    "actor": "system",
+                    "action": "incident_link",
+                    "note": None,
+                    "detail": {"ticket": case.ticket, "score": score},
+                }
+                for case, root, score in later.audits
+            ],
+        )
+        later.audits = []
 
 
 def _aware(moment: datetime) -> datetime:
@@ -191,6 +277,8 @@ def _pool(session: Session, topic: str, since: datetime) -> _Pool:
     # so a topic's first read need not flush them; a pool read again (for an older
     # complaint, or after a topic changed) must see them in the database.
     fresh = found is None and not session.info.pop("incident_pools_forgotten", False)
+    if not fresh:
+        write_rows_later(session, audits=False)  # the links made so far decide the roots
     with session.no_autoflush if fresh else contextlib.nullcontext():
         pools[topic] = found = _load_pool(session, topic, since)
     return found
@@ -502,10 +590,14 @@ def _choose_and_link(
         if root in pool.made or _root_still_open(session, pool, root, case.topic):
             break
         del members[root]  # closed or moved meanwhile: the next best, if any
+    made = pool.made.get(root)
+    later = rows_later(session)
+    if later is not None:
+        later.links.append((case, made if made is not None else root, round(best[0], 3)))
+        return root
     detail: dict[str, object] = {"ticket": case.ticket, "score": round(best[0], 3)}
     link = models.CaseLink(case=case, actor="system")
     audit = models.AuditEvent(actor="system", action="incident_link", note=None, detail=detail)
-    made = pool.made.get(root)
     if made is not None:  # an incident this batch opened: linked by the row, not its id
         link.into_case = audit.case = made
     else:

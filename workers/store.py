@@ -10,7 +10,9 @@ the winner's row. Savepoints cost two statements and a flush per complaint, so o
 that rare retry pays for them.
 
 Rows are made without ids and flushed together when the batch commits, so each table
-gets one multi-row INSERT per batch. New cases are numbered last, just before the commit,
+gets one multi-row INSERT per batch. The rows that only point at a new case (its status
+event, an incident link and its note) are not ORM objects at all: they are written with
+one INSERT per table once the cases have ids (workers.grouping.RowsLater). New cases are numbered last, just before the commit,
 in one statement per year: the year's ticket counter is one row that every worker needs,
 locked from the moment it moves until the commit, so it must be held for the commit
 only, not for the whole batch (see `_number_tickets`).
@@ -43,13 +45,16 @@ from workers.db import READ_ONLY
 from workers.grouping import (
     GroupingRules,
     PoolsAhead,
+    RowsLater,
     catch_up_pools,
     forget_candidates,
     link_incident,
     open_case_of,
     read_pools_ahead,
+    rows_later,
     serialize_reporters,
     use_pools,
+    write_rows_later,
 )
 from workers.senders.smtp import delivery_of
 
@@ -170,6 +175,8 @@ def _store_batch(
     if ahead is None:
         ahead = _read_pools_ahead(context, complaints)
     with context.sessions() as session, session.begin():
+        if not savepoints:
+            session.info["rows_later"] = RowsLater()
         if ahead is not None:
             catch_up_pools(session, ahead)
         hashes = {
@@ -197,7 +204,8 @@ def _store_batch(
             )
             stored.add(complaint.idempotency_key)
         _number_tickets(context, session)
-    # The commit flushed the batch's rows together: an INSERT per table, not one per row.
+        write_rows_later(session)
+    # The batch's rows were flushed together: an INSERT per table, not one per row.
     for outcome in outcomes:
         outcome.settle()
         if outcome.logged is not None:
@@ -632,9 +640,13 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
     note = None
     if referenced is not None and not (referenced.confidential or complaint.confidential):
         note = f"Refers to {referenced.ticket}"
-    case.events.append(
-        models.StatusEvent(actor="system", from_status=None, to_status="received", note=note)
-    )
+    later = rows_later(session)
+    if later is not None:
+        later.events.append((case, note))
+    else:
+        case.events.append(
+            models.StatusEvent(actor="system", from_status=None, to_status="received", note=note)
+        )
     session.add(_message(context, complaint, reporter, case, "complaint"))
     link_incident(session, case, complaint, rules)
     values = {"ticket": ticket}
