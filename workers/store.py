@@ -12,10 +12,11 @@ that rare retry pays for them.
 Rows are made without ids and flushed together when the batch commits, so each table
 gets one multi-row INSERT per batch. The rows that only point at a new case (its status
 event, an incident link and its note) are not ORM objects at all: they are written with
-one INSERT per table once the cases have ids (workers.grouping.RowsLater). New cases are numbered last, just before the commit,
-in one statement per year: the year's ticket counter is one row that every worker needs,
-locked from the moment it moves until the commit, so it must be held for the commit
-only, not for the whole batch (see `_number_tickets`).
+one INSERT per table once the cases have ids (workers.grouping.RowsLater). New cases are
+numbered last, just before the commit, in one statement per year: the year's ticket
+counter is one row that every worker needs, locked from the moment it moves until the
+commit, so it must be held for the commit only, not for the whole batch (see
+`_number_tickets`).
 """
 
 from __future__ import annotations
