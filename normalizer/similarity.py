@@ -53,11 +53,14 @@ __all__ = [
     "TextAnalysis",
     "analyse",
     "assess",
+    "best_incident",
     "choose_incident",
     "contradicts",
     "distance_m",
+    "incident_verdicts",
     "is_repeat",
     "looks_like_new_complaint",
+    "merge_verdicts",
     "place_evidence",
     "problem_overlap",
     "same_incident",
@@ -1745,7 +1748,19 @@ def choose_incident(
     """The incident a new report joins: (score, its key), or None. An incident is refused
     when any of its reports contradicts the new one (one report matching is not enough);
     among the others that have a report of the same incident, the best such match wins."""
-    best: tuple[float, int] | None = None
+    return best_incident(incident_verdicts(new, incidents, rules))
+
+
+def incident_verdicts(
+    new: IncidentCandidate,
+    incidents: Mapping[int, Iterable[IncidentCandidate]],
+    rules: LinkRules = DEFAULT_RULES,
+) -> dict[int, float | None]:
+    """What each incident makes of a new report: the best score of its reports that are
+    the same incident, or None when one of its reports contradicts the new one. Incidents
+    with neither are left out. Verdicts on two sets of an incident's reports add up
+    (`merge_verdicts`): the same as a verdict on both sets at once."""
+    found: dict[int, float | None] = {}
     # Reports that read alike at one place get one verdict: a flood of "jalan berlubang di
     # Jl. Pajajaran" is compared once per different wording, not once per report. A
     # verdict's key stands for (topic, lat, lon, analysis) and whether the report is within
@@ -1767,10 +1782,35 @@ def choose_incident(
             if verdict is None:
                 verdict = verdicts[alike] = _assess(new, report, rules, within)
             if verdict.contradicts:
-                score = None
+                found[key] = None
                 break
             if verdict.same_incident and (score is None or verdict.score > score):
                 score = verdict.score
+        else:
+            if score is not None:
+                found[key] = score
+    return found
+
+
+def merge_verdicts(
+    into: dict[int, float | None], more: Mapping[int, float | None]
+) -> dict[int, float | None]:
+    """`into`, with the verdicts of `more` on other reports of the same or other incidents
+    added: an incident refused by either is refused, else its best score stands."""
+    for key, score in more.items():
+        if key not in into:
+            into[key] = score
+        else:
+            known = into[key]
+            into[key] = None if known is None or score is None else max(known, score)
+    return into
+
+
+def best_incident(verdicts: Mapping[int, float | None]) -> tuple[float, int] | None:
+    """The incident with the best score that is not refused: (score, its key), or None.
+    Of equal scores, the first."""
+    best: tuple[float, int] | None = None
+    for key, score in verdicts.items():
         if score is not None and (best is None or score > best[0]):
             best = (score, key)
     return best

@@ -521,3 +521,71 @@ def test_sqlite_a_batch_reads_its_candidates_while_another_writer_holds_the_lock
         writer.execute("ROLLBACK")
         writer.close()
         context.engine.dispose()
+
+
+def test_sqlite_a_batch_judges_its_incidents_while_another_writer_holds_the_lock(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """On SQLite a batch compares its complaints with their incident candidates before it
+    takes the write lock, while another worker stores: under the lock it only looks at
+    the cases added since. The verdict made ahead is the one that links."""
+    database = tmp_path / "cases.sqlite3"
+    settings = load_settings(settings_env(tmp_path, redis_url, f"sqlite:///{database}"))
+    context = Context(settings, redis_url)
+    upgrade(context.engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    first, second = (
+        sms_complaint(rules, text, location=Location(lat=-6.5901, lon=106.7801))
+        for text in (
+            "Banjir setinggi lutut di Jl. Sempur Kaler, got meluap",
+            "Tolong, Jl. Sempur Kaler banjir, got mampet dan meluap",
+        )
+    )
+    writer = sqlite3.connect(database, isolation_level=None)
+    try:
+        (stored,) = store(context, [first])
+        writer.execute("BEGIN IMMEDIATE")  # another worker storing its batch
+        ahead = _read_pools_ahead(context, [second])
+        writer.execute("ROLLBACK")
+        assert ahead is not None
+        judged = ahead.judged[second.idempotency_key].verdicts
+        assert list(judged) == [stored.case_id] and (judged[stored.case_id] or 0) > 0
+        (linked,) = _store_batch(context, [second], savepoints=False, ahead=ahead)
+        assert _link_of(context, linked.case_id) == stored.case_id
+    finally:
+        writer.close()
+        context.engine.dispose()
+
+
+def test_sqlite_a_report_judged_before_the_lock_is_refused_by_a_case_added_since(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """An incident is refused when any of its reports contradicts the new one. A report
+    added to it between the read ahead and the lock counts as much as those read ahead:
+    here it is 1 km from the new report, which must then not join that incident."""
+    database = f"sqlite:///{tmp_path / 'cases.sqlite3'}"
+    settings = load_settings(settings_env(tmp_path, redis_url, database))
+    context = Context(settings, redis_url)
+    upgrade(context.engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    unplaced = sms_complaint(rules, "Banjir setinggi lutut di Jl. Sempur Kaler, got meluap")
+    near, far = (
+        sms_complaint(rules, text, location=Location(lat=lat, lon=106.7801))
+        for text, lat in (
+            ("Tolong, Jl. Sempur Kaler banjir, got mampet dan meluap", -6.5901),
+            ("Jl. Sempur Kaler banjir lagi, got meluap", -6.5990),
+        )
+    )
+    try:
+        (incident,) = store(context, [unplaced])
+        ahead = _read_pools_ahead(context, [far])  # the incident has one report: it fits
+        assert ahead is not None
+        judged = ahead.judged[far.idempotency_key].verdicts
+        assert list(judged) == [incident.case_id] and judged[incident.case_id] is not None
+        (joined,) = store(context, [near])  # another worker's batch, meanwhile
+        assert _link_of(context, joined.case_id) == incident.case_id
+        (alone,) = _store_batch(context, [far], savepoints=False, ahead=ahead)
+        assert alone.outcome == "new"
+        assert _link_of(context, alone.case_id) is None
+    finally:
+        context.engine.dispose()

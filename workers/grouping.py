@@ -27,9 +27,11 @@ from normalizer.complaint import Complaint
 from normalizer.similarity import (
     IncidentCandidate,
     LinkRules,
-    choose_incident,
+    best_incident,
+    incident_verdicts,
     is_repeat,
     looks_like_new_complaint,
+    merge_verdicts,
 )
 from workers import models
 
@@ -246,6 +248,9 @@ class _Pool:
     made: dict[int, models.Case] = field(default_factory=dict)
     # Whether an incident's first case may still be linked into, once asked.
     roots_open: dict[int, bool] = field(default_factory=dict)
+    # The cases added since the pool was read ahead (caught up under the lock, or made by
+    # the batch), newest first: what verdicts read ahead (`_Judged`) have not seen.
+    fresh: list[_Candidate] = field(default_factory=list)
 
     def key(self, case: models.Case) -> int:
         if case.id is not None:
@@ -265,6 +270,7 @@ POOL_SLACK = timedelta(hours=1)
 def forget_candidates(session: Session) -> None:
     """After a case's topic changed in this transaction: read the pools again."""
     session.info.pop("incident_pools", None)
+    session.info.pop("incident_verdicts", None)  # judged on the pools as they were
     session.info["incident_pools_forgotten"] = True
 
 
@@ -334,9 +340,21 @@ _KEPT: weakref.WeakKeyDictionary[Engine, dict[str, _KeptPool]] = weakref.WeakKey
 
 
 @dataclass(frozen=True)
+class _Judged:
+    """A complaint's incident verdicts, worked out before the write lock against the pool
+    read ahead (`judge_ahead`); under the lock only the cases added since are judged."""
+
+    new: IncidentCandidate
+    pool: _Pool
+    verdicts: dict[int, float | None]
+
+
+@dataclass(frozen=True)
 class PoolsAhead:
     pools: dict[str, _Pool]
     last_id: int  # the largest case id when they were read
+    # By idempotency key: the verdicts judged ahead (SQLite only, see `judge_ahead`).
+    judged: dict[str, _Judged] = field(default_factory=dict)
 
 
 def read_pools_ahead(
@@ -420,6 +438,8 @@ def _catch_up(
             newer.setdefault(row.topic, []).append(candidate)
     for topic, cases in newer.items():
         pool = pools[topic]
+        if isinstance(pool, _Pool):
+            pool.fresh = [*cases, *pool.fresh]
         cases.extend(pool.cases)
         cases.sort(key=lambda candidate: candidate.created_at, reverse=True)
         pool.cases = cases[: CANDIDATE_LIMIT + POOL_MARGIN] if trim else cases
@@ -439,6 +459,68 @@ def use_pools(session: Session, ahead: PoolsAhead) -> None:
     """The pools this transaction's new cases are compared with."""
     pools: dict[str, _Pool] = session.info.setdefault("incident_pools", {})
     pools.update(ahead.pools)
+    if ahead.judged:
+        session.info["incident_verdicts"] = ahead.judged
+
+
+def judge_ahead(
+    ahead: PoolsAhead,
+    complaints: Iterable[Complaint],
+    reporter_ids: Mapping[str, int],
+    rules: GroupingRules,
+) -> None:
+    """Judge each complaint against the incidents of the pool read ahead, before the write
+    lock (SQLite, where a batch holds the database's one write lock from its first
+    statement): comparing a complaint with its ~300 candidates was a quarter of a worker's
+    time, all of it under the lock. Under the lock `link_incident` judges only the cases
+    added since and adds up the verdicts (`merge_verdicts`), then checks the chosen
+    incident as it is now (`_root_still_open`).
+
+    `reporter_ids`: the known reporters' ids by idempotency key, whose own cases are left
+    out as under the lock. A complaint that turns out not to be a new case (a follow-up, a
+    burst) simply does not use its verdicts."""
+    for complaint in complaints:
+        pool = ahead.pools.get(complaint.topic)
+        if pool is None or complaint.confidential:
+            continue
+        since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
+        if pool.since > since:
+            continue  # a pool read again under the lock: judged there
+        new = IncidentCandidate.from_complaint(complaint)
+        members = _members(pool.cases, since, 0, None, reporter_ids.get(complaint.idempotency_key))
+        ahead.judged[complaint.idempotency_key] = _Judged(
+            new, pool, incident_verdicts(new, members, rules.link)
+        )
+
+
+def _members(
+    cases: list[_Candidate],
+    since: datetime,
+    key: int,
+    reporter: models.Reporter | None,
+    reporter_id: int | None,
+) -> dict[int, list[IncidentCandidate]]:
+    """The reports of `cases` by the incident they are part of: at most CANDIDATE_LIMIT,
+    newest first, none older than `since`, none of the reporter's own (by the row for a
+    case made in this transaction, else by its id), and not the case `key` itself.
+    Hundreds of candidates per complaint, so this loop is kept plain."""
+    members: defaultdict[int, list[IncidentCandidate]] = defaultdict(list)
+    taken = 0
+    for candidate in cases:
+        if candidate.created_at < since:
+            break  # newest first: the rest are older still
+        made_by = candidate.reporter
+        if candidate.id == key or (
+            (reporter_id is not None and candidate.reporter_id == reporter_id)
+            if made_by is None
+            else made_by is reporter
+        ):
+            continue
+        members[candidate.root].append(candidate.report)
+        taken += 1
+        if taken == CANDIDATE_LIMIT:
+            break
+    return members
 
 
 def _read_pool(
@@ -506,29 +588,21 @@ def link_incident(
         return
     since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
     pool = _pool(session, case.topic, since)
-    members: defaultdict[int, list[IncidentCandidate]] = defaultdict(list)
-    taken = 0
     reporter, key = case.reporter, pool.key(case)
+    # `reporter.id` read once: an ORM attribute costs.
     reporter_id = reporter.id
-    # Hundreds of candidates per complaint, so this loop is kept plain. The reporter's own
-    # cases are left out: by the row for a case made in this transaction, else by its id
-    # (`reporter.id`, read once: an ORM attribute costs).
-    for candidate in pool.cases:
-        if candidate.created_at < since:
-            break  # newest first: the rest are older still
-        made_by = candidate.reporter
-        if candidate.id == key or (
-            (reporter_id is not None and candidate.reporter_id == reporter_id)
-            if made_by is None
-            else made_by is reporter
-        ):
-            continue
-        members[candidate.root].append(candidate.report)
-        taken += 1
-        if taken == CANDIDATE_LIMIT:
-            break
     new = IncidentCandidate.from_complaint(complaint)
-    linked = _choose_and_link(session, case, new, members, rules, pool)
+    judged: dict[str, _Judged] = session.info.get("incident_verdicts") or {}
+    ahead = judged.get(complaint.idempotency_key)
+    if ahead is not None and ahead.pool is pool and ahead.new == new:
+        # Judged before the lock against the pool read ahead: only what was added since.
+        members = _members(pool.fresh, since, key, reporter, reporter_id)
+        new = ahead.new  # its analysis is made already
+        verdicts = merge_verdicts(dict(ahead.verdicts), incident_verdicts(new, members, rules.link))
+    else:
+        members = _members(pool.cases, since, key, reporter, reporter_id)
+        verdicts = incident_verdicts(new, members, rules.link)
+    linked = _choose_and_link(session, case, verdicts, pool)
     # This batch's later complaints see this case as a candidate too.
     report = IncidentCandidate.from_values(
         {
@@ -543,6 +617,7 @@ def link_incident(
     root = linked if linked is not None else key
     made = _Candidate(key, reporter.id, _aware(case.created_at), report, root, reporter)
     pool.cases.insert(0, made)
+    pool.fresh.insert(0, made)
 
 
 _ROOT_NOW = (
@@ -572,24 +647,17 @@ def _root_still_open(session: Session, pool: _Pool, root: int, topic: str) -> bo
 
 
 def _choose_and_link(
-    session: Session,
-    case: models.Case,
-    new: IncidentCandidate,
-    members: dict[int, list[IncidentCandidate]],
-    rules: GroupingRules,
-    pool: _Pool,
+    session: Session, case: models.Case, verdicts: dict[int, float | None], pool: _Pool
 ) -> int | None:
     """The key of the incident's first case the new case was linked into, if any."""
-    if not members:
-        return None
     while True:
-        best = choose_incident(new, members, rules.link)
+        best = best_incident(verdicts)
         if best is None:
             return None
         root = best[1]
         if root in pool.made or _root_still_open(session, pool, root, case.topic):
             break
-        del members[root]  # closed or moved meanwhile: the next best, if any
+        del verdicts[root]  # closed or moved meanwhile: the next best, if any
     made = pool.made.get(root)
     later = rows_later(session)
     if later is not None:

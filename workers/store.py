@@ -49,6 +49,7 @@ from workers.grouping import (
     RowsLater,
     catch_up_pools,
     forget_candidates,
+    judge_ahead,
     link_incident,
     open_case_of,
     read_pools_ahead,
@@ -227,9 +228,29 @@ def _read_pools_ahead(context: Context, complaints: list[Complaint]) -> PoolsAhe
     transaction (`_store_batch`)."""
     if context.engine.dialect.name != "sqlite":
         return None
+    rules = _grouping_rules(context)
     with context.sessions() as session:
         session.connection(execution_options={READ_ONLY: True})
-        return read_pools_ahead(session, complaints, _grouping_rules(context))
+        ahead = read_pools_ahead(session, complaints, rules)
+        if ahead.pools:
+            # Their verdicts too (grouping.judge_ahead): the reporters' own cases are left
+            # out by their ids, which never change once a reporter is stored.
+            hashes = {
+                c.idempotency_key: context.crypto.lookup_hash(c.reporter.address)
+                for c in complaints
+                if c.reporter.address and not c.confidential
+            }
+            known = dict(
+                session.execute(
+                    select(models.Reporter.address_hash, models.Reporter.id).where(
+                        models.Reporter.address_hash.in_(set(hashes.values())),
+                        models.Reporter.confidential.is_(False),
+                    )
+                ).all()
+            )
+            ids = {key: known[h] for key, h in hashes.items() if h in known}
+            judge_ahead(ahead, complaints, ids, rules)
+        return ahead
 
 
 def publish(context: Context, outcomes: list[Outcome]) -> None:

@@ -22,11 +22,14 @@ from normalizer.similarity import (
     LinkRules,
     analyse,
     assess,
+    best_incident,
     choose_incident,
     contradicts,
     distance_m,
+    incident_verdicts,
     is_repeat,
     looks_like_new_complaint,
+    merge_verdicts,
     same_incident,
     similarity,
 )
@@ -457,3 +460,26 @@ def test_choose_incident_gives_reports_alike_one_verdict_but_not_across_the_wind
     assert choose_incident(new, {1: [outside, inside]}) == (score, 1)
     assert choose_incident(new, {1: [outside], 2: [inside, outside]}) == (score, 2)
     assert choose_incident(new, {1: [inside, elsewhere], 2: [outside]}) is None
+
+
+def test_verdicts_on_an_incidents_reports_add_up_to_the_verdict_on_all_of_them() -> None:
+    """A worker judges an incident's reports it read ahead, then those added since, and adds
+    the two verdicts up: one contradicting report refuses the incident whichever set it is
+    in, and the best score of the others stands, as if all were judged at once."""
+    at = {"lat": -6.5901, "lon": 106.7801}
+    unplaced = report("Banjir setinggi lutut di Jl. Sempur Kaler, got meluap", "banjir")
+    near = report("Tolong, Jl. Sempur Kaler banjir, got mampet dan meluap", "banjir", **at)
+    elsewhere = report("Banjir di Jl. Sempur Kaler, got meluap", "banjir", lat=-6.60, lon=106.79)
+    new = report("Jl. Sempur Kaler banjir lagi, got meluap", "banjir", **at)
+    reports = {1: [unplaced, near], 2: [elsewhere], 3: [near, unplaced]}
+    everything = incident_verdicts(new, reports)
+    assert everything[1] is not None and everything[2] is None  # 2 lies 1.4 km away
+    for split in range(3):
+        ahead = {key: found[:split] for key, found in reports.items()}
+        since = {key: found[split:] for key, found in reports.items()}
+        merged = merge_verdicts(incident_verdicts(new, ahead), incident_verdicts(new, since))
+        assert merged == everything
+        assert best_incident(merged) == choose_incident(new, reports) == (everything[1], 1)
+    refused = {1: [unplaced], 2: [elsewhere]}
+    assert merge_verdicts(incident_verdicts(new, refused), {1: None}) == {1: None, 2: None}
+    assert best_incident({1: None, 2: None}) is None
