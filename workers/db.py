@@ -121,6 +121,15 @@ def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if url.startswith("postgresql+psycopg://"):
+        # PostgreSQL's own placeholders ($1, $2 …), sent as they are (psycopg's RawCursor):
+        # psycopg otherwise rewrites each statement's `%(name)s` placeholders itself, and
+        # does not cache that for a statement of more than 50 parameters, such as the
+        # store's multi-row INSERTs: a twelfth of a PostgreSQL worker's time.
+        import psycopg
+
+        kwargs.setdefault("paramstyle", "numeric_dollar")
+        kwargs.setdefault("connect_args", {"cursor_factory": psycopg.RawCursor})
     return create_engine(url, **kwargs)
 
 
