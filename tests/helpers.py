@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from workers import models
 
 
 def png_bytes(width: int = 2, height: int = 2) -> bytes:
@@ -44,3 +48,15 @@ def dump_database(engine: Engine) -> str:
                     else:
                         parts.append(str(value))
     return "\n".join(parts)
+
+
+def incident_links(session: Session, case_ids: Iterable[int | None]) -> dict[int, int]:
+    """Which of these cases are linked into an incident, and into which case."""
+    return {
+        case_id: into
+        for case_id, into in session.execute(
+            select(models.CaseLink.case_id, models.CaseLink.into_case_id).where(
+                models.CaseLink.case_id.in_([i for i in case_ids if i is not None])
+            )
+        )
+    }

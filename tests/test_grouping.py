@@ -37,7 +37,7 @@ from tests.conftest import (
 )
 from tests.fakes.stack import phone_number, provider_stack, sms_complaint
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import png_bytes
+from tests.helpers import incident_links, png_bytes
 from tests.test_twilio_e2e import SMS_FROM, post, recorded
 from workers import models
 from workers.cases import Actor, change_status
@@ -342,13 +342,7 @@ def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
         outcomes = store(context, complaints)  # one batch, one transaction
         assert [o.outcome for o in outcomes] == ["new", "new", "new"]
         with context.sessions() as session:
-            links = dict(
-                session.execute(
-                    select(models.CaseLink.case_id, models.CaseLink.into_case_id).where(
-                        models.CaseLink.case_id.in_([o.case_id for o in outcomes])
-                    )
-                ).all()
-            )
+            links = incident_links(session, (o.case_id for o in outcomes))
         _, first_report, second_report = (o.case_id for o in outcomes)
         assert links == {second_report: first_report}
     finally:

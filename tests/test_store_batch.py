@@ -16,6 +16,7 @@ from config.settings import load_settings
 from normalizer import Complaint, Rules, normalize
 from tests.conftest import settings_env
 from tests.fakes.stack import phone_number, sms_complaint
+from tests.helpers import incident_links
 from workers import models
 from workers.context import Context
 from workers.db import upgrade
@@ -200,13 +201,7 @@ def test_a_topic_changed_mid_batch_reads_incidents_again_and_links_keep_their_nu
     assert [o.outcome for o in outcomes] == ["new", "new", "new", "burst", "new"]
     first, second, _, _, last = outcomes
     with context.sessions() as session:
-        links = dict(
-            session.execute(
-                select(models.CaseLink.case_id, models.CaseLink.into_case_id).where(
-                    models.CaseLink.case_id.in_([o.case_id for o in outcomes])
-                )
-            ).all()
-        )
+        links = incident_links(session, (o.case_id for o in outcomes))
         notes = session.scalars(
             select(models.AuditEvent.detail).where(
                 models.AuditEvent.action == "incident_link",
