@@ -382,10 +382,10 @@ def test_candidates_read_from_the_store_carry_their_time_in_utc(
 
 
 def _link_of(context: Context, case_id: int | None) -> int | None:
+    if case_id is None:
+        return None
     with context.sessions() as session:
-        return session.scalar(
-            select(models.CaseLink.into_case_id).where(models.CaseLink.case_id == case_id)
-        )
+        return incident_links(session, [case_id]).get(case_id)
 
 
 def test_a_worker_links_a_report_to_an_incident_another_worker_stored_since_its_last_batch(

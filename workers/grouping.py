@@ -135,6 +135,11 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _window_start(complaint: Complaint, rules: GroupingRules) -> datetime:
+    """The oldest a case may be to be linked with `complaint`."""
+    return _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
+
+
 def _stored_time(value: datetime | str) -> datetime:
     """A time read without the column's type: a datetime (PostgreSQL) or SQLite's text;
     in UTC. psycopg gives PostgreSQL's times in the session's zone (a `ZoneInfo`, even for
@@ -381,7 +386,7 @@ def read_pools_ahead(
     for complaint in complaints:
         if complaint.confidential:
             continue  # never linked
-        since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
+        since = _window_start(complaint, rules)
         wanted[complaint.topic] = min(since, wanted.get(complaint.topic, since))
     if not wanted:
         return PoolsAhead({}, 0)
@@ -483,11 +488,13 @@ def judge_ahead(
         pool = ahead.pools.get(complaint.topic)
         if pool is None or complaint.confidential:
             continue
-        since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
+        since = _window_start(complaint, rules)
         if pool.since > since:
             continue  # a pool read again under the lock: judged there
         new = IncidentCandidate.from_complaint(complaint)
-        members = _members(pool.cases, since, 0, None, reporter_ids.get(complaint.idempotency_key))
+        members = _members(
+            pool.cases, since, None, None, reporter_ids.get(complaint.idempotency_key)
+        )
         ahead.judged[complaint.idempotency_key] = _Judged(
             new, pool, incident_verdicts(new, members, rules.link)
         )
@@ -496,13 +503,13 @@ def judge_ahead(
 def _members(
     cases: list[_Candidate],
     since: datetime,
-    key: int,
+    key: int | None,
     reporter: models.Reporter | None,
     reporter_id: int | None,
 ) -> dict[int, list[IncidentCandidate]]:
     """The reports of `cases` by the incident they are part of: at most CANDIDATE_LIMIT,
     newest first, none older than `since`, none of the reporter's own (by the row for a
-    case made in this transaction, else by its id), and not the case `key` itself.
+    case made in this transaction, else by its id), and not the case `key` (if any) itself.
     Hundreds of candidates per complaint, so this loop is kept plain."""
     members: defaultdict[int, list[IncidentCandidate]] = defaultdict(list)
     taken = 0
@@ -586,7 +593,7 @@ def link_incident(
     among the CANDIDATE_LIMIT newest open cases of its topic from other reporters."""
     if case.confidential:
         return
-    since = _aware(complaint.received_at) - timedelta(days=rules.link.window_days)
+    since = _window_start(complaint, rules)
     pool = _pool(session, case.topic, since)
     reporter, key = case.reporter, pool.key(case)
     # `reporter.id` read once: an ORM attribute costs.
