@@ -45,13 +45,36 @@ class GroupingRules:
     link: LinkRules = field(default_factory=LinkRules)
 
 
+@dataclass(eq=False)
+class LaterRow:
+    """A message or a reply of a batch, kept as its column values until the batch's cases
+    and reporters have ids (`write_rows_later`); a reply gets its own id then."""
+
+    values: dict[str, Any]
+    case: models.Case | None
+    reporter: models.Reporter | None
+    id: int | None = None
+
+    @property
+    def status(self) -> str | None:
+        return cast(str | None, self.values.get("status"))
+
+    def row(self) -> dict[str, Any]:
+        return {
+            **self.values,
+            "case_id": None if self.case is None else self.case.id,
+            "reporter_id": None if self.reporter is None else self.reporter.id,
+        }
+
+
 @dataclass
 class RowsLater:
-    """Rows that only point at cases, made in a batch: each new case's status event,
-    and each incident link with its audit event. They are written once the batch's cases
-    have their ids and numbers (`write_rows_later`), in one INSERT per table, not each
-    through the unit of work: an ORM object cost a worker about as much as the rest of
-    its row's work, and these are three of a linked case's seven rows."""
+    """Rows a batch makes that nothing in it reads back, or only through a query that is
+    preceded by writing them: each new case's status event, each incident link with its
+    audit event, and the messages and replies (`workers.store`). They are written once
+    the batch's cases have their ids and numbers (`write_rows_later`), in one INSERT per
+    table, not each through the unit of work: an ORM object cost a worker about as much as
+    the rest of its row's work, and these are five of a linked case's seven rows."""
 
     events: list[tuple[models.Case, str | None]] = field(default_factory=list)
     # (the new case, the incident's first case or its id, the score)
@@ -59,11 +82,39 @@ class RowsLater:
     # (the new case, the incident's first case's id, the score): the link is written, and
     # its audit waits for the case's number
     audits: list[tuple[models.Case, int, float]] = field(default_factory=list)
+    # Messages waiting, with their idempotency keys and their reporters (by identity: a
+    # batch has one row per reporter), for `must_write_messages`.
+    messages: list[LaterRow] = field(default_factory=list)
+    message_keys: set[str] = field(default_factory=set)
+    message_reporters: set[int] = field(default_factory=set)
+    # Replies wait for the batch's numbers (their text carries the ticket).
+    deliveries: list[LaterRow] = field(default_factory=list)
+
+    def add_message(
+        self,
+        values: dict[str, Any],
+        case: models.Case | None,
+        reporter: models.Reporter | None,
+    ) -> None:
+        self.messages.append(LaterRow(values, case, reporter))
+        self.message_keys.add(values["idempotency_key"])
+        if reporter is not None:
+            self.message_reporters.add(id(reporter))
+
+    def add_delivery(
+        self, values: dict[str, Any], case: models.Case | None, reporter: models.Reporter | None
+    ) -> LaterRow:
+        row = LaterRow(values, case, reporter)
+        self.deliveries.append(row)
+        return row
 
 
 _EVENTS = insert(cast(Table, models.StatusEvent.__table__))
 _LINKS = insert(cast(Table, models.CaseLink.__table__))
 _AUDITS = insert(cast(Table, models.AuditEvent.__table__))
+_MESSAGES = insert(cast(Table, models.Message.__table__))
+_DELIVERY_TABLE = cast(Table, models.Delivery.__table__)
+_DELIVERIES = insert(_DELIVERY_TABLE).returning(_DELIVERY_TABLE.c.id, sort_by_parameter_order=True)
 
 
 def rows_later(session: Session) -> RowsLater | None:
@@ -74,16 +125,41 @@ def rows_later(session: Session) -> RowsLater | None:
     return later if isinstance(later, RowsLater) else None
 
 
+def must_write_messages(
+    session: Session, *, key: str | None = None, reporter: models.Reporter | None = None
+) -> None:
+    """Before a query that may read this batch's messages (by their idempotency key, or
+    a reporter's): write those waiting, if any of them is one."""
+    later = rows_later(session)
+    if later is None or not later.messages:
+        return
+    if (key is not None and key in later.message_keys) or (
+        reporter is not None and id(reporter) in later.message_reporters
+    ):
+        write_rows_later(session, audits=False)
+
+
 def write_rows_later(session: Session, *, audits: bool = True) -> None:
     """Write the rows waiting for their cases' ids: flush the cases, then an INSERT per
-    table. Called before the commit, and before a pool is read again (`_pool`), which
-    must see the links; `audits=False` there, for an audit's ticket may be a stand-in
-    until the batch is numbered (workers.store._number_tickets)."""
+    table. Called before the commit (after numbering), and before a query that must see
+    them (`_pool`, which must see the links and messages; `must_write_messages`). With
+    `audits=False` the audit events and the replies wait, for the ticket they carry may
+    be a stand-in until the batch is numbered (workers.store._number_tickets)."""
     later = rows_later(session)
-    if later is None or not (later.events or later.links or (audits and later.audits)):
+    if later is None or not (
+        later.events
+        or later.links
+        or later.messages
+        or (audits and (later.audits or later.deliveries))
+    ):
         return
     session.flush()
     connection = session.connection()
+    if later.messages:
+        connection.execute(_MESSAGES, [row.row() for row in later.messages])
+        later.messages = []
+        later.message_keys.clear()
+        later.message_reporters.clear()
     if later.events:
         connection.execute(
             _EVENTS,
@@ -129,6 +205,11 @@ def write_rows_later(session: Session, *, audits: bool = True) -> None:
             ],
         )
         later.audits = []
+    if audits and later.deliveries:
+        inserted = connection.execute(_DELIVERIES, [row.row() for row in later.deliveries])
+        for row, (delivery_id,) in zip(later.deliveries, inserted.all(), strict=True):
+            row.id = delivery_id
+        later.deliveries = []
 
 
 def _aware(moment: datetime) -> datetime:

@@ -45,12 +45,14 @@ from workers.crypto import new_receipt
 from workers.db import READ_ONLY
 from workers.grouping import (
     GroupingRules,
+    LaterRow,
     PoolsAhead,
     RowsLater,
     catch_up_pools,
     forget_candidates,
     judge_ahead,
     link_incident,
+    must_write_messages,
     open_case_of,
     read_pools_ahead,
     rows_later,
@@ -93,7 +95,7 @@ class Outcome:
     deliveries: tuple[int, ...] = ()
     # Rows made in this transaction, whose ids are known once it is flushed (`settle`).
     case_row: models.Case | None = field(default=None, repr=False)
-    delivery_rows: tuple[models.Delivery, ...] = field(default=(), repr=False)
+    delivery_rows: tuple[models.Delivery | LaterRow, ...] = field(default=(), repr=False)
     # What the log says of it, once the case has its number: (channel, topic).
     logged: tuple[str, str] | None = field(default=None, repr=False)
 
@@ -104,7 +106,9 @@ class Outcome:
             self.case_id = self.case_row.id
             self.ticket = self.case_row.ticket
         if self.delivery_rows:
-            self.deliveries = tuple(d.id for d in self.delivery_rows if d.status == "queued")
+            self.deliveries = tuple(
+                d.id for d in self.delivery_rows if d.status == "queued" and d.id is not None
+            )
         self.case_row, self.delivery_rows = None, ()
 
     def public(self) -> dict[str, Any]:
@@ -269,6 +273,7 @@ def _store_one(
     """`known`: the message may already be stored (a retried job, a repeat in the batch).
     `savepoint`: a worker may be storing it at this moment (the batch lost a race once)."""
     if known:
+        must_write_messages(session, key=complaint.idempotency_key)
         existing = _existing(context, session, complaint.idempotency_key)
         if existing is not None:
             return existing
@@ -435,6 +440,14 @@ def _number_tickets(context: Context, session: Session) -> None:
             ticket = row.detail.get("ticket")
             if isinstance(ticket, str) and ticket in numbers:
                 row.detail = {**row.detail, "ticket": numbers[ticket]}
+    later = rows_later(session)
+    for waiting_reply in later.deliveries if later is not None else ():
+        values = waiting_reply.values
+        if not values["sealed"]:
+            if STAND_IN in values["body"]:
+                values["body"] = numbered(values["body"])
+            if values["subject"] and STAND_IN in values["subject"]:
+                values["subject"] = numbered(values["subject"])
 
 
 def _advance_counter(session: Session, prefix: str, year: int, by: int) -> int:
@@ -459,33 +472,46 @@ def _advance_counter(session: Session, prefix: str, year: int, by: int) -> int:
     return int(number)
 
 
-def _message(
-    context: Context,
-    complaint: Complaint,
-    reporter: models.Reporter | None,
-    case: models.Case | None,
-    kind: str,
-) -> models.Message:
+def _message_values(
+    context: Context, complaint: Complaint, reporter: models.Reporter | None, kind: str
+) -> dict[str, Any]:
     sealed = complaint.confidential or (reporter is not None and reporter.confidential)
-    message = models.Message(
-        idempotency_key=complaint.idempotency_key,
-        case=case,
-        reporter=reporter,
-        direction="in",
-        channel=complaint.channel,
-        provider=complaint.provider,
-        provider_message_id=None if sealed else complaint.provider_message_id,
-        kind=kind,
-        text=complaint.text,
-        subject=complaint.subject,
-        raw=None if sealed else complaint.raw,
-        sealed_raw=context.crypto.seal(
+    return {
+        "idempotency_key": complaint.idempotency_key,
+        "direction": "in",
+        "channel": complaint.channel,
+        "provider": complaint.provider,
+        "provider_message_id": None if sealed else complaint.provider_message_id,
+        "kind": kind,
+        "text": complaint.text,
+        "subject": complaint.subject,
+        "raw": None if sealed else complaint.raw,
+        "sealed_raw": context.crypto.seal(
             {"raw": complaint.raw, "provider_message_id": complaint.provider_message_id}
         )
         if sealed
         else None,
-        received_at=complaint.received_at,
-    )
+        "received_at": complaint.received_at,
+    }
+
+
+def _add_message(
+    context: Context,
+    session: Session,
+    complaint: Complaint,
+    reporter: models.Reporter | None,
+    case: models.Case | None,
+    kind: str,
+) -> None:
+    """The inbound message's row: written with the batch's others (grouping.RowsLater),
+    or an ORM object when it has attachments (rows of their own that point at it) or the
+    batch is stored in savepoints."""
+    values = _message_values(context, complaint, reporter, kind)
+    later = rows_later(session)
+    if later is not None and not complaint.attachments:
+        later.add_message(values, case, reporter)
+        return
+    message = models.Message(**values, case=case, reporter=reporter)
     for item in complaint.attachments:
         message.attachments.append(
             models.Attachment(
@@ -497,18 +523,21 @@ def _message(
                 data=item.data(),
             )
         )
-    return message
+    session.add(message)
 
 
 def _delivery(
     context: Context,
+    session: Session,
     complaint: Complaint,
     reporter: models.Reporter,
     case: models.Case | None,
     kind: str,
     values: dict[str, str],
-) -> models.Delivery | None:
-    """The answer to an inbound message, on its channel; none when there is no way back."""
+) -> models.Delivery | LaterRow | None:
+    """The answer to an inbound message, on its channel; none when there is no way back.
+    Written with the batch's others (grouping.RowsLater), except an email's: the cap on
+    automatic answers counts the batch's own (`_no_auto_reply`)."""
     channel = REPLY_CHANNEL.get(complaint.channel)
     if channel is None:
         # The web form and the app show the ticket on screen; a contact left there
@@ -531,20 +560,24 @@ def _delivery(
             complaint.language, "email_subject", ticket=values.get("ticket", "")
         )
         held = _no_auto_reply(context, complaint, reporter)
-    return models.Delivery(
-        dedupe_key=f"{complaint.idempotency_key}:{kind}",
-        case=case,
-        reporter=reporter,
-        channel=channel,
-        kind=kind,
-        language=complaint.language,
-        subject=subject,
-        body=context.crypto.seal(body) if sealed else body,
-        sealed=sealed,
-        in_reply_to=complaint.raw.get("message_id") if isinstance(complaint.raw, dict) else None,
-        status="queued" if held is None else "suppressed",
-        error=held,
-    )
+    row = {
+        "dedupe_key": f"{complaint.idempotency_key}:{kind}",
+        "channel": channel,
+        "kind": kind,
+        "language": complaint.language,
+        "subject": subject,
+        "body": context.crypto.seal(body) if sealed else body,
+        "sealed": sealed,
+        "in_reply_to": complaint.raw.get("message_id") if isinstance(complaint.raw, dict) else None,
+        "status": "queued" if held is None else "suppressed",
+        "error": held,
+    }
+    later = rows_later(session)
+    if later is not None and channel != "email":
+        return later.add_delivery(row, case, reporter)
+    delivery = models.Delivery(**row, case=case, reporter=reporter)
+    session.add(delivery)
+    return delivery
 
 
 def _no_auto_reply(context: Context, complaint: Complaint, reporter: models.Reporter) -> str | None:
@@ -594,28 +627,35 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
         return _status_request(context, session, complaint, reporter)
     if complaint.command == "stop":
         reporter.opted_out = True
-        session.add(_message(context, complaint, reporter, None, "stop"))
+        _add_message(context, session, complaint, reporter, None, "stop")
         return Outcome(complaint.idempotency_key, None, None, "stop", None)
 
     followed = _followed_case(referenced, reporter)
     if followed is not None:
-        session.add(_message(context, complaint, reporter, followed, "followup"))
+        _add_message(context, session, complaint, reporter, followed, "followup")
         followed.updated_at = datetime.now(UTC)
         delivery = _delivery(
-            context, complaint, reporter, followed, "received_followup", {"ticket": followed.ticket}
+            context,
+            session,
+            complaint,
+            reporter,
+            followed,
+            "received_followup",
+            {"ticket": followed.ticket},
         )
-        return _finish(session, complaint, followed, "followup", delivery, None)
+        return _finish(complaint, followed, "followup", delivery, None)
 
     rules = _grouping_rules(context)
     grouped = None
     if referenced is None and not new_reporter:  # someone new has no open case yet
         if reporter.id is None:
             session.flush()  # made for an earlier message of this batch: asked for by id
+        must_write_messages(session, reporter=reporter)  # its case's messages are read
         bursts = complaint.channel in BURST_CHANNELS
         grouped = open_case_of(session, reporter, complaint, rules, bursts=bursts)
     if grouped is not None:
         case, why = grouped
-        session.add(_message(context, complaint, reporter, case, "followup"))
+        _add_message(context, session, complaint, reporter, case, "followup")
         case.updated_at = datetime.now(UTC)
         fallback = context_taxonomy_fallback(context)
         if case.topic == fallback and complaint.topic != fallback:
@@ -628,9 +668,15 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
         delivery = None
         if why == "repeat":
             delivery = _delivery(
-                context, complaint, reporter, case, "received_followup", {"ticket": case.ticket}
+                context,
+                session,
+                complaint,
+                reporter,
+                case,
+                "received_followup",
+                {"ticket": case.ticket},
             )
-        return _finish(session, complaint, case, why, delivery, None)
+        return _finish(complaint, case, why, delivery, None)
 
     year = complaint.received_at.astimezone(UTC).year
     ticket = _next_ticket(context, session, year, complaint.confidential)
@@ -669,20 +715,21 @@ def _create(context: Context, session: Session, complaint: Complaint) -> Outcome
         case.events.append(
             models.StatusEvent(actor="system", from_status=None, to_status="received", note=note)
         )
-    session.add(_message(context, complaint, reporter, case, "complaint"))
+    _add_message(context, session, complaint, reporter, case, "complaint")
     link_incident(session, case, complaint, rules)
     values = {"ticket": ticket}
     if receipt:
         values["receipt"] = receipt
     delivery = _delivery(
         context,
+        session,
         complaint,
         reporter,
         case,
         "received_confidential" if receipt else "received",
         values,
     )
-    return _finish(session, complaint, case, "new", delivery, receipt)
+    return _finish(complaint, case, "new", delivery, receipt)
 
 
 BURST_CHANNELS = ("sms", "whatsapp", "email")
@@ -705,15 +752,12 @@ def _grouping_rules(context: Context) -> GroupingRules:
 
 
 def _finish(
-    session: Session,
     complaint: Complaint,
     case: models.Case,
     outcome: str,
-    delivery: models.Delivery | None,
+    delivery: models.Delivery | LaterRow | None,
     receipt: str | None,
 ) -> Outcome:
-    if delivery is not None:
-        session.add(delivery)
     return Outcome(
         complaint.idempotency_key,
         case.ticket,
@@ -767,7 +811,7 @@ def _followed_case(case: models.Case | None, reporter: models.Reporter) -> model
 def _keep_without_case(
     context: Context, session: Session, complaint: Complaint, kind: str
 ) -> Outcome:
-    session.add(_message(context, complaint, None, None, kind))
+    _add_message(context, session, complaint, None, None, kind)
     log.info("kept %s message as %s, without a case", complaint.channel, kind)
     return Outcome(complaint.idempotency_key, None, None, kind, None)
 
@@ -794,7 +838,7 @@ def _status_request(
         else:
             authorised = reporter.address_hash is not None and case.reporter_id == reporter.id
     visible = case if authorised else None
-    session.add(_message(context, complaint, reporter, visible, "status"))
+    _add_message(context, session, complaint, reporter, visible, "status")
     if ref is not None and not ref.valid:
         kind, values = "bad_check_digit", {"ticket": asked or "?"}
     elif visible is None:
@@ -802,9 +846,7 @@ def _status_request(
     else:
         status = context.replies.status_name(complaint.language, visible.status)
         kind, values = "status", {"ticket": visible.ticket, "status": status}
-    delivery = _delivery(context, complaint, reporter, visible, kind, values)
-    if delivery is not None:
-        session.add(delivery)
+    delivery = _delivery(context, session, complaint, reporter, visible, kind, values)
     return Outcome(
         complaint.idempotency_key,
         visible.ticket if visible else None,
