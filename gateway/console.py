@@ -41,7 +41,7 @@ from gateway.auth import (
 from gateway.i18n import CONSOLE_STRINGS
 from workers import cases, models
 from workers.cases import Actor, CaseActionError
-from workers.context import RESULTS_CHANNEL, Context
+from workers.context import RESULTS_CHANNEL, Context, results_of
 from workers.replies import enqueue_deliveries
 
 log = logging.getLogger("aduan.console")
@@ -124,12 +124,12 @@ class LiveFeed:
                         if message.get("type") != "message":
                             continue
                         with contextlib.suppress(ValueError):
-                            outcome = json.loads(message["data"])
-                            if outcome.get("ticket") and outcome.get("outcome") in (
-                                "new",
-                                "followup",
-                            ):
-                                self._fan_out(outcome)
+                            for outcome in results_of(message["data"]):
+                                if outcome.get("ticket") and outcome.get("outcome") in (
+                                    "new",
+                                    "followup",
+                                ):
+                                    self._fan_out(outcome)
             except asyncio.CancelledError:
                 raise
             except Exception:

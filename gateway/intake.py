@@ -36,7 +36,7 @@ from gateway import metrics
 from gateway.ratelimit import RateLimiter
 from gateway.spool import Spool
 from normalizer import Complaint, InvalidContact, Rules, normalize
-from workers.context import RESULTS_CHANNEL, result_key
+from workers.context import RESULTS_CHANNEL, result_key, results_of
 from workers.crypto import Crypto
 
 log = logging.getLogger("aduan.intake")
@@ -322,10 +322,10 @@ class Intake:
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
-                        outcome = json.loads(message["data"])
-                        for future in self._waiters.pop(outcome.get("key", ""), []):
-                            if not future.done():
-                                future.set_result(outcome)
+                        for outcome in results_of(message["data"]):
+                            for future in self._waiters.pop(outcome.get("key", ""), []):
+                                if not future.done():
+                                    future.set_result(outcome)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import redis
 from rq import Queue
@@ -16,7 +18,19 @@ from config.settings import Settings, load_settings
 from workers.crypto import Crypto
 from workers.db import make_engine, session_factory
 
+# Store results for the gateways waiting: each message is a JSON list of a batch's
+# results (`results_of`), each {"key", "ticket", "status", "outcome"[, "receipt"]}.
 RESULTS_CHANNEL = "aduan:results"
+
+
+def results_of(data: bytes | str) -> list[dict[str, Any]]:
+    """The results in a message on RESULTS_CHANNEL: a batch's list, or the one result a
+    worker of an earlier version published per message. ValueError if it is neither."""
+    found = json.loads(data)
+    results = found if isinstance(found, list) else [found]
+    if not all(isinstance(result, dict) for result in results):
+        raise ValueError("not a list of results")
+    return results
 
 
 def reply_queue_name(queue_name: str) -> str:
