@@ -88,7 +88,9 @@ def enqueue_deliveries(context: Context, ids: Iterable[int], *, swept: bool = Fa
     pipe.execute()
 
 
-def _recipient(context: Context, reporter: models.Reporter, channel: str) -> str | None:
+def _recipient(context: Context, reporter: Any, channel: str) -> str | None:
+    """`reporter`: a Reporter, or a row with its `confidential`, `sealed_contact`,
+    `address` and `email`."""
     if reporter.confidential and reporter.sealed_contact:
         contact = context.crypto.open(reporter.sealed_contact)
         address, email = contact.get("address"), contact.get("email")
@@ -185,47 +187,67 @@ def _wait_at_least(job: Job, seconds: float) -> None:
 def _claimable() -> Any:
     """Queued, or given up on after its retries (`aduan failed requeue` sends it again)."""
     return or_(
-        models.Delivery.status == "queued",
-        and_(models.Delivery.status == "failed", models.Delivery.error.startswith(GAVE_UP)),
+        _DELIVERIES.c.status == "queued",
+        and_(_DELIVERIES.c.status == "failed", _DELIVERIES.c.error.startswith(GAVE_UP)),
     )
+
+
+_DELIVERIES = cast(Table, models.Delivery.__table__)
+_REPORTERS = cast(Table, models.Reporter.__table__)
 
 
 def _prepare(context: Context, ids: list[int]) -> dict[int, tuple[Outgoing | None, int]]:
     """What each delivery would send, and its attempts so far, read in two queries. Read
     before the claim: nothing here changes once a delivery is written, and the claim
-    alone decides whether it goes out. Only read: on SQLite it takes no write lock."""
-    with context.sessions() as session:
-        session.connection(execution_options={READ_ONLY: True})
-        deliveries = session.scalars(
-            select(models.Delivery).where(models.Delivery.id.in_(ids), _claimable())
+    alone decides whether it goes out. Only read: on SQLite it takes no write lock. Rows,
+    not ORM objects: a job reads a whole batch's replies."""
+    d, r = _DELIVERIES.c, _REPORTERS.c
+    with context.engine.connect() as connection:
+        connection.execution_options(**{READ_ONLY: True})
+        deliveries = connection.execute(
+            select(
+                d.id,
+                d.channel,
+                d.body,
+                d.sealed,
+                d.subject,
+                d.in_reply_to,
+                d.language,
+                d.case_id,
+                d.reporter_id,
+                d.kind,
+                d.attempts,
+            ).where(d.id.in_(ids), _claimable())
         ).all()
-        reporter_ids = {d.reporter_id for d in deliveries if d.reporter_id is not None}
+        reporter_ids = {row.reporter_id for row in deliveries if row.reporter_id is not None}
         reporters = {
-            r.id: r
-            for r in session.scalars(
-                select(models.Reporter).where(models.Reporter.id.in_(reporter_ids))
+            row.id: row
+            for row in connection.execute(
+                select(r.id, r.confidential, r.sealed_contact, r.address, r.email).where(
+                    r.id.in_(reporter_ids)
+                )
             )
         }
-        prepared: dict[int, tuple[Outgoing | None, int]] = {}
-        for delivery in deliveries:
-            reporter = reporters.get(delivery.reporter_id) if delivery.reporter_id else None
-            to = _recipient(context, reporter, delivery.channel) if reporter else None
-            outgoing = None
-            if to is not None:
-                body = context.crypto.open(delivery.body) if delivery.sealed else delivery.body
-                outgoing = Outgoing(
-                    delivery.id,
-                    delivery.channel,
-                    to,
-                    str(body),
-                    delivery.subject,
-                    delivery.in_reply_to,
-                    delivery.language,
-                    case_id=delivery.case_id,
-                    reporter_id=delivery.reporter_id,
-                    kind=delivery.kind,
-                )
-            prepared[delivery.id] = (outgoing, delivery.attempts)
+    prepared: dict[int, tuple[Outgoing | None, int]] = {}
+    for delivery in deliveries:
+        reporter = reporters.get(delivery.reporter_id) if delivery.reporter_id else None
+        to = _recipient(context, reporter, delivery.channel) if reporter else None
+        outgoing = None
+        if to is not None:
+            body = context.crypto.open(delivery.body) if delivery.sealed else delivery.body
+            outgoing = Outgoing(
+                delivery.id,
+                delivery.channel,
+                to,
+                str(body),
+                delivery.subject,
+                delivery.in_reply_to,
+                delivery.language,
+                case_id=delivery.case_id,
+                reporter_id=delivery.reporter_id,
+                kind=delivery.kind,
+            )
+        prepared[delivery.id] = (outgoing, delivery.attempts)
     return prepared
 
 
@@ -256,7 +278,6 @@ def _send(
     return result, None
 
 
-_DELIVERIES = cast(Table, models.Delivery.__table__)
 # What became of each delivery of a group, in one statement run for every one of them (an
 # executemany, not a statement each); the provider and its id stay when a send gave none.
 _RECORD = (
@@ -286,11 +307,10 @@ def _record_and_claim(
     same id, only the one whose UPDATE matched sends; no row lock is held while the
     provider answers."""
     claimed: set[int] = set()
-    unsynchronised = {"synchronize_session": False}  # no Delivery objects in this session
-    with context.sessions() as session, session.begin():
+    with context.engine.begin() as connection:
         now = datetime.now(UTC)
         if done:
-            session.execute(
+            connection.execute(
                 _RECORD,
                 [
                     {
@@ -306,12 +326,11 @@ def _record_and_claim(
             )
         if claim:
             claimed = set(
-                session.scalars(
-                    update(models.Delivery)
-                    .where(models.Delivery.id.in_(claim), _claimable())
+                connection.scalars(
+                    update(_DELIVERIES)
+                    .where(_DELIVERIES.c.id.in_(claim), _claimable())
                     .values(status="sending", updated_at=now)
-                    .returning(models.Delivery.id),
-                    execution_options=unsynchronised,
+                    .returning(_DELIVERIES.c.id)
                 )
             )
     return claimed
