@@ -1751,6 +1751,30 @@ def choose_incident(
     return best_incident(incident_verdicts(new, incidents, rules))
 
 
+# The verdicts on the reports a new report was compared with, by what it reads like (its
+# `_Linking.inside` key) and then by theirs, kept per process: in a flood or a campaign the
+# same wordings come again and again, and each pair is assessed once. The keys are the
+# shared objects of `_ALIKE` (held here, so never mistaken for others). Emptied once it
+# holds _VERDICTS_MAX verdicts (a few megabytes).
+_VERDICTS: dict[LinkRules, dict[object, dict[object, Assessment]]] = {}
+_VERDICTS_MAX = 100_000
+_verdicts_held = 0
+
+
+def _verdicts_for(mine: _Linking, rules: LinkRules) -> dict[object, Assessment]:
+    global _verdicts_held
+    if _verdicts_held >= _VERDICTS_MAX:
+        _VERDICTS.clear()
+        _verdicts_held = 0
+    by_new = _VERDICTS.get(rules)
+    if by_new is None:
+        by_new = _VERDICTS[rules] = {}
+    found = by_new.get(mine.inside)
+    if found is None:
+        found = by_new[mine.inside] = {}
+    return found
+
+
 def incident_verdicts(
     new: IncidentCandidate,
     incidents: Mapping[int, Iterable[IncidentCandidate]],
@@ -1765,8 +1789,9 @@ def incident_verdicts(
     # Jl. Pajajaran" is compared once per different wording, not once per report. A
     # verdict's key stands for (topic, lat, lon, analysis) and whether the report is within
     # the window; what a report's key needs is worked out once per report (`_link`).
-    verdicts: dict[object, Assessment] = {}
+    global _verdicts_held
     mine, window = new._link, rules.window_days
+    verdicts = _verdicts_for(mine, rules)
     stamp, limit = mine.stamp, window * _DAY_US
     for key, reports in incidents.items():
         score: float | None = None
@@ -1781,6 +1806,7 @@ def incident_verdicts(
             verdict = verdicts.get(alike)
             if verdict is None:
                 verdict = verdicts[alike] = _assess(new, report, rules, within)
+                _verdicts_held += 1
             if verdict.contradicts:
                 found[key] = None
                 break

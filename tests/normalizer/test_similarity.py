@@ -483,3 +483,20 @@ def test_verdicts_on_an_incidents_reports_add_up_to_the_verdict_on_all_of_them()
     refused = {1: [unplaced], 2: [elsewhere]}
     assert merge_verdicts(incident_verdicts(new, refused), {1: None}) == {1: None, 2: None}
     assert best_incident({1: None, 2: None}) is None
+
+
+def test_verdicts_kept_between_complaints_follow_the_rules_and_the_place() -> None:
+    """A worker keeps the verdicts on pairs of wordings from one complaint to the next (a
+    flood repeats itself): the same pair judged under other rules, or the same wording
+    from another place, is judged again, not answered from what was kept."""
+    old = report(POTHOLE, lat=LAT, lon=LON)
+    lat, lon = north(200)
+    new = report(POTHOLE, lat=lat, lon=lon)
+    near, strict = LinkRules(), LinkRules(max_distance_m=150)
+    for _ in range(2):
+        assert choose_incident(new, {1: [old]}, near) is not None
+        assert choose_incident(new, {1: [old]}, strict) is None
+    lat, lon = north(400)
+    further = report(POTHOLE, lat=lat, lon=lon)
+    assert choose_incident(further, {1: [old]}, near) is None
+    assert choose_incident(new, {1: [old]}, near) is not None
