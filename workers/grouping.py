@@ -708,29 +708,46 @@ def link_incident(
     pool.fresh.insert(0, made)
 
 
-_ROOT_NOW = (
-    select(models.Case.status, models.Case.topic, models.CaseLink.into_case_id)
+_ROOTS_NOW = (
+    select(models.Case.id, models.Case.status, models.Case.topic, models.CaseLink.into_case_id)
     .outerjoin(models.CaseLink, models.CaseLink.case_id == models.Case.id)
-    .where(models.Case.id == bindparam("root"))
+    .where(models.Case.id.in_(bindparam("roots", expanding=True)))
 )
+# How many of a pool's incidents are looked up with the first one asked about.
+ROOTS_AT_ONCE = 64
 
 
 def _root_still_open(session: Session, pool: _Pool, root: int, topic: str) -> bool:
     """Whether an incident's first case may still be linked into, as it is now: open, of
     this topic, and not linked into another case itself. Pools are kept between batches
     (`read_pools_ahead`), and a root may be older than its pool: it is asked about once
-    per batch."""
+    per batch. With it, the pool's other incidents (the newest ROOTS_AT_ONCE) are looked up
+    in the same query: a batch asks about most of them, one query each was a twelfth of
+    a PostgreSQL worker's time."""
     usable = pool.roots_open.get(root)
     if usable is None:
+        asked = {root: None}  # in order, newest first
+        for candidate in pool.cases:
+            other = candidate.root
+            if other > 0 and other not in pool.roots_open and other not in asked:
+                asked[other] = None
+                if len(asked) == ROOTS_AT_ONCE:
+                    break
         # On the connection: the batch's new rows need no flush, and no ORM statement is
         # built for what may be asked for most complaints of a batch.
-        found = session.connection().execute(_ROOT_NOW, {"root": root}).first()
-        usable = pool.roots_open[root] = (
-            found is not None
-            and found.status in OPEN_STATUSES
-            and found.topic == topic
-            and found.into_case_id is None
-        )
+        found = {
+            row.id: row
+            for row in session.connection().execute(_ROOTS_NOW, {"roots": sorted(asked)})
+        }
+        for other in asked:
+            row = found.get(other)
+            pool.roots_open[other] = (
+                row is not None
+                and row.status in OPEN_STATUSES
+                and row.topic == topic
+                and row.into_case_id is None
+            )
+        usable = pool.roots_open[root]
     return usable
 
 
