@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from importlib import resources
 from typing import Any
 
@@ -15,6 +16,7 @@ except ImportError:  # Windows: writers wait in SQLite's busy handler, as withou
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 # An execution option: a transaction that only reads, on an `immediate` SQLite engine,
@@ -65,10 +67,17 @@ class WriteTurns:
         self._lock.release()
 
 
-def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    immediate: bool = False,
+    ping_after_idle: float | None = None,
+    **kwargs: Any,
+) -> Engine:
     """`immediate`: SQLite transactions take the write lock when they begin, so workers
     that read before they write (bursts, incidents) are serialised, not racing. Except
-    those begun with the READ_ONLY execution option."""
+    those begun with the READ_ONLY execution option. `ping_after_idle`: a PostgreSQL
+    connection idle this many seconds is checked before use (PING_AFTER_IDLE_SECONDS)."""
     # A database error's message quotes the statement's parameters, and those can be a
     # reporter's number or address: it is logged by RQ and kept with the failed job.
     kwargs.setdefault("hide_parameters", True)
@@ -109,7 +118,6 @@ def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
             if turns is not None:
-
                 # Back in the pool (its transaction committed or rolled back), or thrown
                 # away: either way the turn goes on.
                 @event.listens_for(engine, "checkin")
@@ -120,7 +128,6 @@ def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
                     turns.give_back(dbapi_connection)
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     if url.startswith("postgresql+psycopg://"):
         # PostgreSQL's own placeholders ($1, $2 …), sent as they are (psycopg's RawCursor):
         # psycopg otherwise rewrites each statement's `%(name)s` placeholders itself, and
@@ -130,7 +137,42 @@ def make_engine(url: str, *, immediate: bool = False, **kwargs: Any) -> Engine:
 
         kwargs.setdefault("paramstyle", "numeric_dollar")
         kwargs.setdefault("connect_args", {"cursor_factory": psycopg.RawCursor})
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(
+            engine, PING_AFTER_IDLE_SECONDS if ping_after_idle is None else ping_after_idle
+        )
+    return engine
+
+
+# A pooled connection to a database server that sat idle this long is asked first
+# whether the server is still there (it may have restarted since).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine, after: float) -> None:
+    """SQLAlchemy's `pool_pre_ping` asks the server before every checkout: a round trip
+    before each of a worker's many short transactions (nine per batch of replies), a
+    fiftieth of a PostgreSQL worker's time. Here only a connection idle for `after`
+    seconds is asked. One whose server went away within that time fails its first
+    statement instead; SQLAlchemy then throws away the pool's connections, and the job
+    is retried, as when the server goes away mid-transaction."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_from"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_from = record.info.get("idle_from")
+        if idle_from is None or time.monotonic() - idle_from < after:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise DisconnectionError() from exc  # the pool connects again
+            raise
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
