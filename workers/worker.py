@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Iterable
@@ -37,6 +39,8 @@ RECONNECT_SECONDS = 1.0
 # An idle worker blocks on the last of its queues (the store queue, where gateways put
 # work) for this long at a time, then looks at the others (replies) again.
 IDLE_SLICE_SECONDS = 0.5
+# A worker stopping gives its scheduler process this long to stop before killing it.
+SCHEDULER_STOP_SECONDS = 5
 log = logging.getLogger("aduan.worker")
 
 
@@ -115,6 +119,25 @@ class AduanWorker(SimpleWorker):
         # RQ clears the intermediate list here only for a worker of one queue, since only
         # then did it fill it; AduanQueue fills it from every queue.
         super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+
+    def stop_scheduler(self) -> None:
+        """Stop this worker's scheduler process: SIGTERM, and SIGKILL if it has not stopped
+        within SCHEDULER_STOP_SECONDS. RQ waits for it without a limit, at a warm shutdown
+        and in the SIGTERM handler; the scheduler is forked from a worker whose other
+        threads may hold a lock the child then waits for forever, and a worker once never
+        stopped that way."""
+        process = self.scheduler._process if self.scheduler is not None else None
+        if process is None or not process.pid:
+            return
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGTERM)
+        process.join(SCHEDULER_STOP_SECONDS)
+        if process.is_alive():
+            log.warning(
+                "the scheduler process did not stop within %s s; killed", SCHEDULER_STOP_SECONDS
+            )
+            process.kill()
+            process.join(SCHEDULER_STOP_SECONDS)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         if job.timeout and job.timeout > 0:

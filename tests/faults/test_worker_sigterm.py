@@ -7,6 +7,8 @@ complaints, long enough for the signal to land while it runs.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.synchronize
 import secrets
 import signal
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import redis
 from rq import Queue
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
@@ -26,6 +29,7 @@ from tests.fakes.stack import sms_complaint
 from tests.faults.test_fault_injection import busy_worker_pid
 from workers import models
 from workers.db import make_engine, session_factory, upgrade
+from workers.worker import AduanQueue, AduanWorker
 
 BATCH = 300
 
@@ -67,3 +71,36 @@ def test_a_worker_told_to_stop_finishes_its_job_first(
         )
     engine.dispose()
     assert stored == BATCH, "the job in hand was finished before the worker stopped"
+
+
+def _stay_up(ready: multiprocessing.synchronize.Event) -> None:
+    """A scheduler process stuck for good: it ignores SIGTERM and never returns."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    while True:
+        time.sleep(1)
+
+
+def test_a_scheduler_process_that_will_not_stop_does_not_keep_its_worker_up(
+    redis_url: str,
+) -> None:
+    """A stopping worker stops its RQ scheduler process; one that ignores SIGTERM (stuck
+    on a lock it was forked holding) is killed, instead of the worker waiting for ever."""
+    connection = redis.Redis.from_url(redis_url)
+    queue = AduanQueue(f"stuck-scheduler-{secrets.token_hex(3)}", connection=connection)
+    worker = AduanWorker([queue], connection=connection)
+    worker.scheduler = RQScheduler([queue], connection=connection)
+    fork = multiprocessing.get_context("fork")
+    ready = fork.Event()
+    process = fork.Process(target=_stay_up, args=(ready,), daemon=True)
+    process.start()
+    try:
+        assert ready.wait(10)
+        worker.scheduler._process = process
+        worker.stop_scheduler()
+        assert not process.is_alive()
+        assert process.exitcode == -signal.SIGKILL
+    finally:
+        if process.is_alive():
+            process.kill()
+        connection.close()
