@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,11 +110,12 @@ class _Batcher:
     behind (the queue held BACKLOG_JOBS or more at the last enqueue), those jobs wait in
     the queue anyway, and a job of many complaints costs the workers much less per
     complaint (a store job of 64 cost a fifth less CPU per complaint than two of 32,
-    benchmarks/README.md). So a batch is gathered for as long as complaints keep coming:
-    it goes when `backlog_batch` are in, when none came for `backlog_gap` and at least
-    `backlog_least` are in, or at the latest `backlog_linger` after its first. The gap
-    matters to a sender that waits for its answers before it sends more (a provider with
-    a few connections open): its batch goes as soon as it has sent what it can."""
+    benchmarks/README.md). So a batch is gathered for as long as complaints are on their
+    way to it: it goes when `backlog_batch` are in; when at least `backlog_least` are in
+    and no other complaint is being claimed (`coming`), or none came for `backlog_gap`;
+    or at the latest `backlog_linger` after its first. A sender that waits for its
+    answers before it sends more (a provider with a few connections open) is answered as
+    soon as all it sent is in."""
 
     def __init__(
         self,
@@ -137,16 +138,46 @@ class _Batcher:
         self._items: list[tuple[dict[str, Any], tuple[str, str], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._last_put = 0.0
+        self._coming = 0  # complaints on their way to `put` (`coming`)
 
-    async def put(self, complaint: dict[str, Any], claim: tuple[str, str]) -> None:
+    @contextlib.contextmanager
+    def coming(self) -> Iterator[Callable[[], None]]:
+        """Around a complaint's way to `put` (its claim): while none is on its way, a
+        backlogged batch of `backlog_least` or more need not wait for the gap. Yields what
+        `put` calls once the complaint is in the batch."""
+        self._coming += 1
+        arrived = False
+
+        def arrive() -> None:
+            nonlocal arrived
+            if not arrived:
+                arrived = True
+                self._coming -= 1
+
+        try:
+            yield arrive
+        finally:
+            arrive()
+
+    async def put(
+        self,
+        complaint: dict[str, Any],
+        claim: tuple[str, str],
+        arrived: Callable[[], None] | None = None,
+    ) -> None:
         """Enqueue `complaint` with others; `claim` (key, value) is set in the same
-        transaction, so a copy of the message sees it queued exactly when it is."""
+        transaction, so a copy of the message sees it queued exactly when it is.
+        `arrived`: what `coming` gave for this complaint."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._items.append((complaint, claim, future))
         self._last_put = loop.time()
+        if arrived is not None:
+            arrived()
         full = self.backlog_batch if self.backlogged else self.max_batch
-        if len(self._items) >= full:
+        if len(self._items) >= full or (
+            self.backlogged and self._coming == 0 and len(self._items) >= self.backlog_least
+        ):
             self._flush_now()
         elif self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later())
@@ -438,6 +469,16 @@ class Intake:
     async def _claim_and_enqueue_to_redis(
         self, complaint: Complaint, digest: str, content_check: bool
     ) -> bool:
+        with self.batcher.coming() as arrived:
+            return await self._claim_and_put(complaint, digest, content_check, arrived)
+
+    async def _claim_and_put(
+        self,
+        complaint: Complaint,
+        digest: str,
+        content_check: bool,
+        arrived: Callable[[], None],
+    ) -> bool:
         key = complaint.idempotency_key
         claim = claim_key(key)
         deadline = time.monotonic() + CLAIM_STALLED_SECONDS
@@ -446,7 +487,9 @@ class Intake:
             if won:
                 try:
                     await self._check_sender_limit(complaint)
-                    await self.batcher.put(self.payload(complaint), (claim, f"queued:{digest}"))
+                    await self.batcher.put(
+                        self.payload(complaint), (claim, f"queued:{digest}"), arrived
+                    )
                 except (QueueUnavailable, ChannelError):
                     with contextlib.suppress(redis.RedisError):
                         await self.redis.delete(claim)
@@ -475,7 +518,9 @@ class Intake:
                 # as a duplicate could lose the complaint; queue it too, and the
                 # store's unique key keeps exactly one.
                 log.warning("message %s: its first copy stalled; this copy is queued", key)
-                await self.batcher.put(self.payload(complaint), (claim, f"queued:{digest}"))
+                await self.batcher.put(
+                    self.payload(complaint), (claim, f"queued:{digest}"), arrived
+                )
                 return False
             # The first copy is being enqueued right now: acknowledge only once it is.
             await asyncio.sleep(0.02)

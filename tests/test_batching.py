@@ -68,31 +68,52 @@ async def test_batches_grow_while_the_workers_are_behind_and_shrink_once_they_ca
     assert sizes(queue) == [1, 1]
 
 
-async def test_while_behind_a_batch_takes_what_keeps_coming_and_goes_when_it_stops(
+async def test_while_behind_a_batch_takes_what_is_on_its_way_and_goes_when_none_is(
     queue: Queue,
 ) -> None:
-    # A long linger: only the gap can send these batches before the test gives up.
-    batcher = _Batcher(
-        queue, backlog_linger=30, backlog_batch=100, backlog_gap=0.02, backlog_least=8
-    )
+    # A long linger and a long gap: only complaints arriving can send these batches.
+    batcher = _Batcher(queue, backlog_linger=30, backlog_batch=100, backlog_gap=30, backlog_least=8)
 
     async def put(n: int) -> None:
-        await batcher.put({"n": n}, (f"test-batching:{queue.name}:{n}", "queued:x"))
+        """As the gateway does: counted as on its way while its claim is taken."""
+        with batcher.coming() as arrived:
+            await asyncio.sleep(0)
+            await batcher.put({"n": n}, (f"test-batching:{queue.name}:{n}", "queued:x"), arrived)
 
     for n in range(2):  # nobody works the queue: behind once two jobs wait
         await put(n)
     assert batcher.backlogged
 
-    # Forty at once, as a sender with forty connections: one job of forty, once they
-    # stopped coming, not the whole linger later.
+    # Forty at once, as a sender with forty connections: one job of forty, once the last
+    # of them is in, not the whole linger later.
     await asyncio.wait_for(asyncio.gather(*(put(n) for n in range(2, 42))), timeout=10)
     assert sizes(queue) == [1, 1, 40]
 
     # Too few to be worth a job of their own: they wait for more, and go with them.
     few = [asyncio.create_task(put(n)) for n in range(42, 47)]
-    await asyncio.sleep(0.3)  # fifteen gaps
+    await asyncio.sleep(0.3)
     assert not any(task.done() for task in few)
     assert sizes(queue) == [1, 1, 40]
     await asyncio.wait_for(asyncio.gather(*few, *(put(n) for n in range(47, 57))), timeout=10)
     assert sizes(queue) == [1, 1, 40, 15]
     assert [job.args[0][0]["n"] for job in queue.jobs[2:]] == [2, 42]
+
+
+async def test_while_behind_a_batch_does_not_wait_long_for_one_still_on_its_way(
+    queue: Queue,
+) -> None:
+    batcher = _Batcher(
+        queue, backlog_linger=30, backlog_batch=100, backlog_gap=0.02, backlog_least=8
+    )
+
+    async def put(n: int) -> None:
+        with batcher.coming() as arrived:
+            await batcher.put({"n": n}, (f"test-batching:{queue.name}:{n}", "queued:x"), arrived)
+
+    for n in range(2):
+        await put(n)
+    assert batcher.backlogged
+    with batcher.coming():  # a complaint whose claim never comes back
+        # Nine in, one still on its way: the batch goes once none came for the gap.
+        await asyncio.wait_for(asyncio.gather(*(put(n) for n in range(2, 11))), timeout=10)
+    assert sizes(queue) == [1, 1, 9]
