@@ -13,6 +13,7 @@ from tests.conftest import PG_DSN, _pg_available
 from workers.db import make_engine
 
 
+@pytest.mark.postgres
 def test_a_connection_whose_server_end_died_while_idle_is_replaced_unnoticed() -> None:
     reason = _pg_available()
     if reason:

@@ -67,17 +67,22 @@ class WriteTurns:
         self._lock.release()
 
 
+# A pooled connection to a database server that sat idle this long is asked first
+# whether the server is still there (it may have restarted since).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
 def make_engine(
     url: str,
     *,
     immediate: bool = False,
-    ping_after_idle: float | None = None,
+    ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
     **kwargs: Any,
 ) -> Engine:
     """`immediate`: SQLite transactions take the write lock when they begin, so workers
     that read before they write (bursts, incidents) are serialised, not racing. Except
     those begun with the READ_ONLY execution option. `ping_after_idle`: a PostgreSQL
-    connection idle this many seconds is checked before use (PING_AFTER_IDLE_SECONDS)."""
+    connection idle this many seconds is checked before use."""
     # A database error's message quotes the statement's parameters, and those can be a
     # reporter's number or address: it is logged by RQ and kept with the failed job.
     kwargs.setdefault("hide_parameters", True)
@@ -139,15 +144,8 @@ def make_engine(
         kwargs.setdefault("connect_args", {"cursor_factory": psycopg.RawCursor})
     engine = create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
-        _ping_when_idle(
-            engine, PING_AFTER_IDLE_SECONDS if ping_after_idle is None else ping_after_idle
-        )
+        _ping_when_idle(engine, ping_after_idle)
     return engine
-
-
-# A pooled connection to a database server that sat idle this long is asked first
-# whether the server is still there (it may have restarted since).
-PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def _ping_when_idle(engine: Engine, after: float) -> None:

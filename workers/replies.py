@@ -184,16 +184,16 @@ def _wait_at_least(job: Job, seconds: float) -> None:
     job.retry_intervals = intervals
 
 
+_DELIVERIES = cast(Table, models.Delivery.__table__)
+_REPORTERS = cast(Table, models.Reporter.__table__)
+
+
 def _claimable() -> Any:
     """Queued, or given up on after its retries (`aduan failed requeue` sends it again)."""
     return or_(
         _DELIVERIES.c.status == "queued",
         and_(_DELIVERIES.c.status == "failed", _DELIVERIES.c.error.startswith(GAVE_UP)),
     )
-
-
-_DELIVERIES = cast(Table, models.Delivery.__table__)
-_REPORTERS = cast(Table, models.Reporter.__table__)
 
 
 def _prepare(context: Context, ids: list[int]) -> dict[int, tuple[Outgoing | None, int]]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import signal
 import time
 from collections.abc import Iterable
@@ -129,8 +127,7 @@ class AduanWorker(SimpleWorker):
         process = self.scheduler._process if self.scheduler is not None else None
         if process is None or not process.pid:
             return
-        with contextlib.suppress(OSError):
-            os.kill(process.pid, signal.SIGTERM)
+        process.terminate()
         process.join(SCHEDULER_STOP_SECONDS)
         if process.is_alive():
             log.warning(
