@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 from rq import Queue, SimpleWorker
-from rq.exceptions import DequeueTimeout
+from rq.exceptions import DequeueTimeout, StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.timeouts import TimerDeathPenalty
 from rq.utils import as_text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,6 +42,8 @@ RECONNECT_SECONDS = 1.0
 IDLE_SLICE_SECONDS = 0.5
 # A worker stopping gives its scheduler process this long to stop before killing it.
 SCHEDULER_STOP_SECONDS = 5
+# Reply jobs a worker runs at once, each on a ReplyLane.
+REPLY_LANES = 8
 log = logging.getLogger("aduan.worker")
 
 
@@ -56,7 +61,13 @@ class AduanQueue(Queue):
     the worker blocks on the last one for IDLE_SLICE_SECONDS at a time. Replies are
     enqueued by the workers themselves right after a store, so the non-blocking look
     finds them at once; an operator's reply from the console waits at most a slice.
+
+    A ReplyLane's queue class (with its `lane`) takes this path for one queue too: it
+    stops between slices once the lane is stopping (no signal reaches its thread), and it
+    looks only while its lane may take a job (LaneGate).
     """
+
+    lane: ClassVar[ReplyLane | None] = None
 
     @classmethod
     def dequeue_any(
@@ -69,12 +80,20 @@ class AduanQueue(Queue):
         death_penalty_class: Any = None,
     ) -> tuple[Job, Queue] | None:
         ordered = list(queues)
-        if len(ordered) <= 1:
+        lane = cls.lane
+        if len(ordered) <= 1 and lane is None:
             return super().dequeue_any(
                 ordered, timeout, connection, job_class, serializer, death_penalty_class
             )
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if lane is not None:
+                if lane.stopping.is_set():
+                    raise StopRequested()
+                if not lane.gate.wait_open(lane.index, IDLE_SLICE_SECONDS):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise DequeueTimeout(timeout, [q.key for q in ordered])
+                    continue
             for queue in ordered:
                 moved = cls.lmove(connection, queue.key, None)
                 if moved is not None:
@@ -112,6 +131,24 @@ class AduanWorker(SimpleWorker):
     and jobs taken from several queues as safely as from one (AduanQueue)."""
 
     queue_class = AduanQueue
+    # Queues whose scheduled jobs (retries waiting out their interval) this worker's
+    # scheduler puts back when due, besides its own: the reply queue, which the process's
+    # ReplyLane serves with a worker that runs no scheduler.
+    scheduled_too: tuple[str, ...] = ()
+
+    def _start_scheduler(self, *args: Any, **kwargs: Any) -> None:
+        served = self.queues
+        self.queues = [
+            *served,
+            *(
+                self.queue_class(name, connection=self.connection, serializer=self.serializer)
+                for name in self.scheduled_too
+            ),
+        ]
+        try:
+            super()._start_scheduler(*args, **kwargs)
+        finally:
+            self.queues = served
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         # RQ clears the intermediate list here only for a worker of one queue, since only
@@ -135,6 +172,21 @@ class AduanWorker(SimpleWorker):
             )
             process.kill()
             process.join(SCHEDULER_STOP_SECONDS)
+
+    def unsubscribe(self) -> None:
+        """RQ's, with its command listener told to stop before the UNSUBSCRIBE, not after.
+
+        RQ unsubscribes, then stops the listener thread. Since redis-py 8, stop() waits for
+        the thread; a thread that has just read the UNSUBSCRIBE's answer loops once more
+        and waits up to 60 s for a subscription that never comes. A stopping worker hung
+        that long, now and then, after its last job."""
+        thread = self.pubsub_thread
+        if thread is None:
+            return
+        thread._running.clear()  # what stop() does, without waiting (redis-py 5 to 8)
+        self.pubsub.unsubscribe()
+        thread.join(timeout=1)
+        self.pubsub.close()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         if job.timeout and job.timeout > 0:
@@ -182,11 +234,155 @@ class AduanWorker(SimpleWorker):
             intermediate.remove(job_id)
 
 
+class LaneGate:
+    """Which of a worker's ReplyLanes may take a job: lane k only while k lanes are in one.
+
+    Lanes are there for a provider that takes its time: while the first lanes wait for
+    its answers, the next ones send more. With a provider that answers at once, the first
+    lane keeps up and the others stay out of the way; a dozen reply jobs at once would
+    only queue for the database (and, on SQLite, its one write lock) ahead of the storing
+    of complaints.
+    """
+
+    def __init__(self) -> None:
+        self.busy = 0
+        self.changed = threading.Condition()
+
+    def wait_open(self, index: int, timeout: float) -> bool:
+        """Whether lane `index` may take a job, waiting up to `timeout` s for it."""
+        with self.changed:
+            return self.changed.wait_for(lambda: self.busy >= index, timeout)
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        with self.changed:
+            self.busy += 1
+            self.changed.notify_all()
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.busy -= 1
+                self.changed.notify_all()
+
+
+class _LaneWorker(AduanWorker):
+    """An AduanWorker on a thread of its own: the process's signals are the main
+    worker's (which stops the lane), and a job's timeout cannot be SIGALRM, which only
+    the main thread receives. It listens for no RQ commands: those are for processes."""
+
+    death_penalty_class = TimerDeathPenalty
+    gate: LaneGate | None = None
+
+    def _install_signal_handlers(self) -> None:
+        return None
+
+    def subscribe(self) -> None:
+        return None
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        if self.gate is None:
+            super().execute_job(job, queue)
+            return
+        with self.gate.working():
+            super().execute_job(job, queue)
+
+
+class ReplyLane:
+    """The reply queue, served on a thread of the worker process by an RQ worker of its
+    own, while the main thread stores complaints.
+
+    A provider takes hundreds of milliseconds to answer, and one that is down may not
+    answer at all until a send times out. Served by the same loop as the store queue,
+    that wait held up the storing of every complaint behind it: operators on duty would
+    not see a flood's complaints while Twilio was slow. On lanes of their own, replies
+    wait for the provider and nothing else does.
+
+    A worker runs up to REPLY_LANES of them (LaneGate opens them as they are needed). A
+    reply job holds the replies of one store batch, often only a few when complaints come
+    steadily, and a lane runs one job at a time: with Twilio answering in 300 ms, one
+    lane would send a handful of replies a second. The sends of all lanes share the
+    process's SEND_GROUP threads (workers.replies). Sends are I/O: a lane costs the
+    process a thread, not a CPU.
+
+    `stop()` asks for a warm stop, `join()` waits for it: a job in hand is finished (its
+    replies recorded), then the lane's worker leaves RQ's registry.
+    """
+
+    def __init__(self, settings: Settings, redis_url: str, index: int, gate: LaneGate) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.index = index
+        self.gate = gate
+        self.stopping = threading.Event()
+        self.queue_class = type("LaneQueue", (AduanQueue,), {"lane": self})
+        self.worker: _LaneWorker | None = None
+        self.thread = threading.Thread(target=self._run, name="aduan-replies", daemon=True)
+
+    def start(self) -> ReplyLane:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        worker = self.worker
+        if worker is not None:
+            worker._stop_requested = True  # RQ's warm-stop flag, read between jobs
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            connection = redis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+            try:
+                self.worker = _LaneWorker(
+                    [reply_queue_name(self.settings.queue_name)],
+                    connection=connection,
+                    serializer=JSONSerializer,
+                    maintenance_interval=MAINTENANCE_INTERVAL,
+                    worker_ttl=WORKER_TTL,
+                    queue_class=self.queue_class,
+                )
+                self.worker.gate = self.gate
+                if self.stopping.is_set():
+                    return
+                self.worker.work(logging_level="WARNING")
+            except Exception:
+                # Redis went away, or RQ's loop ended on an error: the lane comes back,
+                # as the main worker does, instead of leaving replies unsent.
+                log.warning("the reply lane stopped; it starts again", exc_info=True)
+            finally:
+                connection.close()
+            self.stopping.wait(RECONNECT_SECONDS)
+
+
 def run_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> bool:
+    """Serve the store queue until told to stop, and the reply queue on REPLY_LANES lanes.
+
+    With `burst`, one loop takes from both queues, replies first, until both are empty
+    (`aduan worker --burst`, used to drain a queue and by tests)."""
     context = Context(settings, redis_url)
     install(context)
     logging.getLogger("rq.worker").setLevel(logging.WARNING)
+    gate = LaneGate()
+    lanes = [] if burst else [ReplyLane(settings, redis_url, i, gate) for i in range(REPLY_LANES)]
+    for lane in lanes:
+        lane.start()
+    try:
+        return _serve(settings, redis_url, burst=burst, replies=not lanes)
+    finally:
+        for lane in lanes:
+            lane.stop()
+        for lane in lanes:
+            lane.join()
+
+
+def _serve(settings: Settings, redis_url: str, *, burst: bool, replies: bool) -> bool:
     worked = False
+    queues = [settings.queue_name]
+    if replies:
+        queues.insert(0, reply_queue_name(settings.queue_name))  # RQ takes the first first
     while True:
         connection = redis.Redis.from_url(redis_url, socket_connect_timeout=5)
         try:
@@ -194,13 +390,14 @@ def run_worker(settings: Settings, redis_url: str, *, burst: bool = False) -> bo
             # the throughput of the forking Worker); jobs are idempotent, so a crash only
             # retries.
             worker = AduanWorker(
-                # In this order: RQ takes from the first queue that has a job.
-                [reply_queue_name(settings.queue_name), settings.queue_name],
+                queues,
                 connection=connection,
                 serializer=JSONSerializer,
                 maintenance_interval=MAINTENANCE_INTERVAL,
                 worker_ttl=WORKER_TTL,
             )
+            if not replies:  # a ReplyLane serves them; their retries come due here
+                worker.scheduled_too = (reply_queue_name(settings.queue_name),)
             worked = (
                 bool(worker.work(burst=burst, with_scheduler=not burst, logging_level="WARNING"))
                 or worked
