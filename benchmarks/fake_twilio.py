@@ -1,6 +1,9 @@
 """The tests' fake Twilio REST API in a process of its own, noting when each reply arrives.
 
-    python -m benchmarks.fake_twilio --auth-token TOKEN    # prints its URL, then serves
+    python -m benchmarks.fake_twilio --auth-token TOKEN [--latency SECONDS]
+
+It prints its URL, then serves; with `--latency` it answers each message only after that
+long, as a real provider does (Twilio's API takes a few hundred milliseconds).
 
 `GET /bench/arrivals` answers `[[to, monotonic seconds], …]`: when each message that
 aduan sent (POST …/Messages.json, accepted) reached the fake, by its `To` number.
@@ -24,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.fakes.twilio_api import FakeTwilio  # noqa: E402 - after the path
+from tests.fakes.server import Fault  # noqa: E402 - after the path
+from tests.fakes.twilio_api import FakeTwilio  # noqa: E402
 
 
 @dataclass
@@ -61,8 +65,11 @@ class _Discard(list[Any]):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--auth-token", required=True)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     args = parser.parse_args()
     fake = TimedTwilio(auth_token=args.auth_token).start()
+    if args.latency > 0:
+        fake.fail_always(Fault(delay=args.latency))  # a normal answer, that late
     print(fake.url, flush=True)
     threading.Event().wait()
 
