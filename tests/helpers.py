@@ -6,7 +6,7 @@ import struct
 import zlib
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from workers import models
@@ -60,3 +60,16 @@ def incident_links(session: Session, case_ids: Iterable[int | None]) -> dict[int
             )
         )
     }
+
+
+def messages_stored(engine: Engine, provider_message_ids: Iterable[str]) -> int:
+    """How many of these provider message ids the case store holds a message for."""
+    with engine.connect() as connection:
+        return int(
+            connection.scalar(
+                select(func.count())
+                .select_from(models.Message)
+                .where(models.Message.provider_message_id.in_(list(provider_message_ids)))
+            )
+            or 0
+        )

@@ -37,7 +37,7 @@ from tests.conftest import (
 )
 from tests.fakes.stack import phone_number, provider_stack, sms_complaint
 from tests.fakes.twilio_api import FakeTwilio
-from tests.helpers import incident_links, png_bytes
+from tests.helpers import incident_links, messages_stored, png_bytes
 from tests.test_twilio_e2e import SMS_FROM, post, recorded
 from workers import models
 from workers.cases import Actor, change_status
@@ -281,15 +281,7 @@ async def test_exactly_once_under_concurrent_retries_across_gateways_and_workers
         factory = session_factory(engine)
 
         def stored() -> int:
-            with factory() as session:
-                return int(
-                    session.scalar(
-                        select(func.count())
-                        .select_from(models.Message)
-                        .where(models.Message.provider_message_id.in_(sids))
-                    )
-                    or 0
-                )
+            return messages_stored(engine, sids)
 
         await eventually(lambda: stored() >= 1000, within=120, interval=0.5)
         await asyncio.sleep(2)  # let any duplicate that might still be in flight land

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from config.data import load_taxonomy
 from config.settings import load_settings
@@ -29,6 +29,7 @@ from tests.conftest import settings_env, start_worker, stop_process
 from tests.fakes.server import Fault
 from tests.fakes.stack import sms_complaint
 from tests.fakes.twilio_api import FakeTwilio
+from tests.helpers import messages_stored
 from tests.test_twilio_e2e import SMS_FROM
 from workers import models
 from workers.db import make_engine, session_factory, upgrade
@@ -68,16 +69,7 @@ class _Setup:
         )
 
     def stored(self, complaints: list[Complaint]) -> int:
-        sids = [c.provider_message_id for c in complaints]
-        with session_factory(self.engine)() as session:
-            return int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(models.Message)
-                    .where(models.Message.provider_message_id.in_(sids))
-                )
-                or 0
-            )
+        return messages_stored(self.engine, [c.provider_message_id for c in complaints])
 
     def replies(self, complaint: Complaint) -> list[tuple[str, int]]:
         """(status, attempts) of each reply to this complaint's reporter."""

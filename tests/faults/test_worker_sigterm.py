@@ -18,7 +18,6 @@ import redis
 from rq import Queue
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
-from sqlalchemy import func, select
 
 from config.data import load_taxonomy
 from config.settings import load_settings
@@ -27,8 +26,8 @@ from normalizer import Rules
 from tests.conftest import settings_env, start_worker
 from tests.fakes.stack import sms_complaint
 from tests.faults.test_fault_injection import busy_worker_pid
-from workers import models
-from workers.db import make_engine, session_factory, upgrade
+from tests.helpers import messages_stored
+from workers.db import make_engine, upgrade
 from workers.worker import AduanQueue, AduanWorker
 
 BATCH = 300
@@ -63,12 +62,7 @@ def test_a_worker_told_to_stop_finishes_its_job_first(
         if worker.poll() is None:
             worker.kill()
         connection.close()
-    with session_factory(engine)() as session:
-        stored = session.scalar(
-            select(func.count())
-            .select_from(models.Message)
-            .where(models.Message.provider_message_id.in_(sids))
-        )
+    stored = messages_stored(engine, sids)
     engine.dispose()
     assert stored == BATCH, "the job in hand was finished before the worker stopped"
 
