@@ -59,8 +59,9 @@ SWEEP_LOCK = "aduan:sweep:deliveries:{}"
 SWEEP_EVERY_SECONDS = 60
 # Deliveries claimed, sent and recorded together: a provider takes hundreds of
 # milliseconds to answer, and one at a time a worker would send a few replies a second.
-# With Twilio answering in 300 ms, 32 at once is about 100 replies a second per worker
-# (8 was 27). A worker that dies mid-send leaves at most this many "may have gone out".
+# With Twilio answering in 300 ms, 32 at once is about 100 replies a second per reply
+# job (8 was 27). A worker that dies mid-send leaves at most this many "may have gone out"
+# for each of its reply lanes (workers.worker.ReplyLane) in a job.
 SEND_GROUP = 32
 
 

@@ -272,7 +272,7 @@ class _LaneWorker(AduanWorker):
     the main thread receives. It listens for no RQ commands: those are for processes."""
 
     death_penalty_class = TimerDeathPenalty
-    gate: LaneGate | None = None
+    gate: LaneGate  # set by its ReplyLane before work()
 
     def _install_signal_handlers(self) -> None:
         return None
@@ -281,9 +281,6 @@ class _LaneWorker(AduanWorker):
         return None
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        if self.gate is None:
-            super().execute_job(job, queue)
-            return
         with self.gate.working():
             super().execute_job(job, queue)
 
@@ -317,11 +314,10 @@ class ReplyLane:
         self.stopping = threading.Event()
         self.queue_class = type("LaneQueue", (AduanQueue,), {"lane": self})
         self.worker: _LaneWorker | None = None
-        self.thread = threading.Thread(target=self._run, name="aduan-replies", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"aduan-replies-{index}", daemon=True)
 
-    def start(self) -> ReplyLane:
+    def start(self) -> None:
         self.thread.start()
-        return self
 
     def stop(self) -> None:
         self.stopping.set()
