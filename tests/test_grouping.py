@@ -452,6 +452,53 @@ def test_a_report_is_not_linked_into_an_incident_closed_since_the_worker_read_it
         context.engine.dispose()
 
 
+def test_an_incident_of_another_topic_closed_since_the_worker_read_it_takes_no_report(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A batch looks up whether the incidents of all its topics are still open with its
+    first link: the flood it links first asks about the garbage incident too, which an
+    operator resolved a moment ago. The garbage report of the same batch is a case of its
+    own, and the flood report is linked."""
+    settings = load_settings(settings_env(tmp_path, redis_url, database_url))
+    context = Context(settings, redis_url)
+    upgrade(context.engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    street, tps, elsewhere = _street(), _street(), _street()
+    flood, garbage, unrelated, flood_again, garbage_again = (
+        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
+        for text, lat, lon in [
+            (f"Banjir setinggi lutut di {street}, got meluap", -6.5901, 106.7801),
+            (f"Sampah menumpuk di TPS {tps}, bau busuk", -6.6101, 106.8101),
+            (f"Sampah berserakan di {elsewhere}", -6.6205, 106.8252),
+            (f"Tolong, {street} banjir, got mampet dan meluap", -6.5902, 106.7802),
+            (f"TPS {tps} penuh, sampah menumpuk dan bau busuk", -6.6102, 106.8102),
+        ]
+    )
+    assert (flood.topic, garbage.topic) == (flood_again.topic, garbage_again.topic)
+    assert unrelated.topic == garbage.topic
+    assert flood.topic != garbage.topic
+    try:
+        (incident,) = store(context, [flood])
+        (resolved,) = store(context, [garbage])
+        store(context, [unrelated])  # both incidents are now among the worker's candidates
+        with context.sessions() as session, session.begin():
+            assert resolved.case_id is not None
+            change_status(
+                session,
+                load_replies(),
+                resolved.case_id,
+                Actor("siti", "operator"),
+                "resolved",
+                "sampah sudah diangkut",
+            )
+        linked, alone = store(context, [flood_again, garbage_again])
+        assert _link_of(context, linked.case_id) == incident.case_id
+        assert alone.outcome == "new"
+        assert _link_of(context, alone.case_id) is None
+    finally:
+        context.engine.dispose()
+
+
 def test_sqlite_a_case_committed_while_a_batch_waited_for_the_write_lock_is_a_candidate(
     redis_url: str, tmp_path: Path
 ) -> None:
