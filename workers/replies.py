@@ -35,7 +35,7 @@ from typing import Any, cast
 
 from rq import Retry, get_current_job
 from rq.job import Job
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text, update
 
 import workers.senders.registry  # noqa: F401 - registers the provider senders
 from workers import models
@@ -301,6 +301,50 @@ _RECORD = (
 )
 
 
+# PostgreSQL: a group's results in one statement, the columns as arrays, instead of one
+# UPDATE per delivery (a statement each for the server to bind and run).
+_RECORD_ALL = text(
+    "UPDATE deliveries AS d SET attempts = d.attempts + 1, status = v.status, "
+    "error = v.error, provider = coalesce(v.provider, d.provider), "
+    "provider_id = coalesce(v.provider_id, d.provider_id), updated_at = :now "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:statuses AS varchar[]), "
+    "CAST(:errors AS text[]), CAST(:providers AS varchar[]), "
+    "CAST(:provider_ids AS varchar[])) AS v(id, status, error, provider, provider_id) "
+    "WHERE d.id = v.id"
+).bindparams(bindparam("now", type_=_DELIVERIES.c.updated_at.type))
+
+
+def _record(connection: Connection, done: list[tuple[int, SendResult]], now: datetime) -> None:
+    """What became of each delivery of `done` (id, result)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            _RECORD_ALL,
+            {
+                "ids": [delivery_id for delivery_id, _ in done],
+                "statuses": [result.status for _, result in done],
+                "errors": [result.error for _, result in done],
+                "providers": [result.provider or None for _, result in done],
+                "provider_ids": [result.provider_id or None for _, result in done],
+                "now": now,
+            },
+        )
+        return
+    connection.execute(
+        _RECORD,
+        [
+            {
+                "delivery_id": delivery_id,
+                "new_status": result.status,
+                "new_error": result.error,
+                "new_provider": result.provider or None,
+                "new_provider_id": result.provider_id or None,
+                "now": now,
+            }
+            for delivery_id, result in done
+        ],
+    )
+
+
 def _record_and_claim(
     context: Context, done: list[tuple[int, SendResult]], claim: list[int]
 ) -> set[int]:
@@ -312,20 +356,7 @@ def _record_and_claim(
     with context.engine.begin() as connection:
         now = datetime.now(UTC)
         if done:
-            connection.execute(
-                _RECORD,
-                [
-                    {
-                        "delivery_id": delivery_id,
-                        "new_status": result.status,
-                        "new_error": result.error,
-                        "new_provider": result.provider or None,
-                        "new_provider_id": result.provider_id or None,
-                        "now": now,
-                    }
-                    for delivery_id, result in done
-                ],
-            )
+            _record(connection, done, now)
         if claim:
             claimed = set(
                 connection.scalars(
