@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_RULES",
     "Assessment",
     "IncidentCandidate",
+    "IncidentIndex",
     "LinkRules",
     "Place",
     "PlaceEvidence",
@@ -1816,6 +1817,152 @@ def incident_verdicts(
             if score is not None:
                 found[key] = score
     return found
+
+
+class _Alike:
+    """The reports of one incident that read alike at one place (one `_Linking.inside`
+    key): one verdict each, inside the window or out of it. `lo` and `hi` bound the
+    stamps of those that have one; `untimed` counts those that have none."""
+
+    __slots__ = ("hi", "links", "lo", "report", "untimed")
+
+    def __init__(self, report: IncidentCandidate) -> None:
+        self.report = report  # any one of them: they are all assessed alike
+        self.links: list[_Linking] = []  # oldest first
+        self.lo: int | None = None
+        self.hi: int | None = None
+        self.untimed = 0
+
+    def add(self, link: _Linking, *, oldest: bool = False) -> None:
+        if oldest:
+            self.links.insert(0, link)
+        else:
+            self.links.append(link)
+        stamp = link.stamp
+        if stamp is None:
+            self.untimed += 1
+        else:
+            self.lo = stamp if self.lo is None else min(self.lo, stamp)
+            self.hi = stamp if self.hi is None else max(self.hi, stamp)
+
+    def remove(self, link: _Linking) -> None:
+        self.links.remove(link)
+        if link.stamp is None:
+            self.untimed -= 1
+        elif link.stamp in (self.lo, self.hi):
+            stamps = [other.stamp for other in self.links if other.stamp is not None]
+            self.lo, self.hi = (min(stamps), max(stamps)) if stamps else (None, None)
+
+
+class IncidentIndex:
+    """The reports of a pool of incidents, grouped by incident and by what they read like:
+    `verdicts` gives what `incident_verdicts` gives on the same reports, with one verdict
+    looked up per wording of each incident instead of one per report. A worker compares
+    every complaint of a topic with the same few hundred reports; most of an incident's
+    reports read like others of it (a flood reported again and again in the same words).
+
+    Reports come newest first: `add_newest` puts one before all the others, `add_oldest`
+    after them, `drop` takes one out. The incidents keep the order of their newest
+    reports, as in the mapping `incident_verdicts` is given."""
+
+    __slots__ = ("_added", "_incidents", "_newest", "_oldest")
+
+    def __init__(self, newest_first: Iterable[tuple[int, IncidentCandidate]] = ()) -> None:
+        self._incidents: dict[int, dict[object, _Alike]] = {}
+        self._newest: dict[int, int] = {}  # an incident's newest report, by when it came
+        self._added = 0  # counts up for reports put first
+        self._oldest = 0  # counts down for reports put last
+        for incident, report in reversed(list(newest_first)):
+            self.add_newest(incident, report)
+
+    def _alike(self, incident: int, link: _Linking, report: IncidentCandidate) -> _Alike:
+        alikes = self._incidents.get(incident)
+        if alikes is None:
+            alikes = self._incidents[incident] = {}
+        alike = alikes.get(link.inside)
+        if alike is None:
+            alike = alikes[link.inside] = _Alike(report)
+        return alike
+
+    def add_newest(self, incident: int, report: IncidentCandidate) -> int | None:
+        """Returns what `drop` needs to take it out again as if it had never come."""
+        link = report._link
+        self._alike(incident, link, report).add(link)
+        before = self._newest.get(incident)
+        self._added += 1
+        self._newest[incident] = self._added
+        return before
+
+    def add_oldest(self, incident: int, report: IncidentCandidate) -> None:
+        link = report._link
+        self._alike(incident, link, report).add(link, oldest=True)
+        if incident not in self._newest:
+            self._oldest -= 1
+            self._newest[incident] = self._oldest
+
+    def drop(self, incident: int, report: IncidentCandidate, before: int | None = None) -> None:
+        """Take out one report of an incident: one older than the incident's newest, or
+        the newest of all with `before` from when it was added (undone in the reverse
+        order of what was done since)."""
+        link = report._link
+        alikes = self._incidents[incident]
+        alike = alikes[link.inside]
+        alike.remove(link)
+        if not alike.links:
+            del alikes[link.inside]
+        if not alikes:
+            del self._incidents[incident]
+            del self._newest[incident]
+        elif before is not None:
+            self._newest[incident] = before
+
+    def verdicts(
+        self, new: IncidentCandidate, rules: LinkRules = DEFAULT_RULES
+    ) -> dict[int, float | None]:
+        """`incident_verdicts(new, <these reports by incident>, rules)`."""
+        global _verdicts_held
+        mine, window = new._link, rules.window_days
+        verdicts = _verdicts_for(mine, rules)
+        stamp, limit = mine.stamp, window * _DAY_US
+        found: dict[int, float | None] = {}
+        newest = self._newest
+        for incident in sorted(newest, key=newest.__getitem__, reverse=True):
+            score: float | None = None
+            refused = False
+            for key, alike in self._incidents[incident].items():
+                inside = outside = False
+                lo, hi = alike.lo, alike.hi
+                if stamp is not None and not alike.untimed and lo is not None and hi is not None:
+                    if stamp - lo <= limit and stamp - hi >= -limit:
+                        inside = True
+                    elif stamp - hi > limit or stamp - lo < -limit:
+                        outside = True
+                if not (inside or outside):  # some in the window and some not, or untimed
+                    for link in alike.links:
+                        if _links_within(mine, link, window):
+                            inside = True
+                        else:
+                            outside = True
+                for within, on in ((True, inside), (False, outside)):
+                    if not on:
+                        continue
+                    alike_key = key if within else alike.links[0].outside
+                    verdict = verdicts.get(alike_key)
+                    if verdict is None:
+                        verdict = verdicts[alike_key] = _assess(new, alike.report, rules, within)
+                        _verdicts_held += 1
+                    if verdict.contradicts:
+                        refused = True
+                        break
+                    if verdict.same_incident and (score is None or verdict.score > score):
+                        score = verdict.score
+                if refused:
+                    break
+            if refused:
+                found[incident] = None
+            elif score is not None:
+                found[incident] = score
+        return found
 
 
 def merge_verdicts(

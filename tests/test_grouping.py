@@ -26,6 +26,7 @@ from config.data import load_replies, load_taxonomy
 from config.settings import load_settings
 from gateway.app import create_app
 from normalizer import Rules
+from normalizer.similarity import IncidentCandidate, incident_verdicts
 from tests.conftest import (
     ROOT,
     Stack,
@@ -43,7 +44,7 @@ from workers import models
 from workers.cases import Actor, change_status
 from workers.context import Context
 from workers.db import make_engine, session_factory, upgrade
-from workers.grouping import read_pools_ahead
+from workers.grouping import CANDIDATE_LIMIT, _members, _window_start, read_pools_ahead
 from workers.store import _grouping_rules, _read_pools_ahead, _store_batch, store
 
 Client = TestClient[Any, Any]
@@ -495,6 +496,42 @@ def test_an_incident_of_another_topic_closed_since_the_worker_read_it_takes_no_r
         assert _link_of(context, linked.case_id) == incident.case_id
         assert alone.outcome == "new"
         assert _link_of(context, alone.case_id) is None
+    finally:
+        context.engine.dispose()
+
+
+def test_the_next_batch_judges_against_the_stored_cases_not_the_last_batchs_own(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A worker keeps each topic's candidates as an index between batches; a batch adds
+    its new cases to it, as candidates for its later complaints, and the next batch reads
+    them back from the store. The index it then judges with gives what judging each
+    stored candidate gives, and none of the last batch's own rows is left in it."""
+    settings = load_settings(settings_env(tmp_path, redis_url, database_url))
+    context = Context(settings, redis_url)
+    upgrade(context.engine)
+    rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
+    streets = [_street() for _ in range(4)]
+    floods = [
+        sms_complaint(rules, text, location=Location(lat=-6.59 - i / 500, lon=106.78))
+        for i, street in enumerate(streets)
+        for text in (f"Banjir setinggi lutut di {street}, got meluap", f"{street} banjir lagi")
+    ]
+    probe = sms_complaint(rules, f"Tolong, {streets[0]} banjir, got mampet dan meluap")
+    try:
+        store(context, floods[:4])  # the worker reads the topic's candidates and keeps them
+        store(context, floods[4:])  # this batch adds its own four cases to them
+        with context.sessions() as session:
+            link_rules = _grouping_rules(context)
+            pool = read_pools_ahead(session, [probe], link_rules).pools[probe.topic]
+        assert pool.indexed is not None
+        assert sum(pool.indexed.made_by.values()) == 0  # no batch's own row
+        assert pool.indexed.held == min(len(pool.cases), CANDIDATE_LIMIT)
+        new = IncidentCandidate.from_complaint(probe)
+        members = _members(pool.cases, _window_start(probe, link_rules), None, None, None)
+        want = incident_verdicts(new, members, link_rules.link)
+        assert any(score is not None for score in want.values())  # it links somewhere
+        assert list(pool.indexed.index.verdicts(new, link_rules.link).items()) == list(want.items())
     finally:
         context.engine.dispose()
 

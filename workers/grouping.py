@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import time
 import weakref
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import String, Table, bindparam, func, insert, select, text, type_coerce
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 from normalizer.complaint import Complaint
 from normalizer.similarity import (
     IncidentCandidate,
+    IncidentIndex,
     LinkRules,
     best_incident,
     incident_verdicts,
@@ -337,6 +339,11 @@ class _Pool:
     # The cases added since the pool was read ahead (caught up under the lock, or made by
     # the batch), newest first: what verdicts read ahead (`_Judged`) have not seen.
     fresh: list[_Candidate] = field(default_factory=list)
+    # Its newest CANDIDATE_LIMIT cases as an index (`_verdicts`): the kept pool's it was
+    # read from (which takes the batch's new cases back out before the next batch), or
+    # made when first asked for. Kept up as the batch adds cases; not once caught up.
+    indexed: _Indexed | None = None
+    kept: _KeptPool | None = None
 
     def key(self, case: models.Case) -> int:
         if case.id is not None:
@@ -351,6 +358,112 @@ POOL_MARGIN = 50  # read more than CANDIDATE_LIMIT: a reporter's own cases are l
 # complaints are not in the order they were received (gateways queue them as their
 # claims return), and an earlier one would otherwise read the pool again.
 POOL_SLACK = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class _Added:
+    added: _Candidate
+    before: int | None  # what the index needs to take it out again
+    gone: _Candidate | None  # the case it pushed out of the index, if any
+
+
+@dataclass
+class _Indexed:
+    """A pool's newest CANDIDATE_LIMIT cases (or all, if fewer) as an IncidentIndex, and
+    what decides whether it holds a complaint's candidates: none of them may be left out
+    for the complaint (its reporter's own, the case itself) or older than its window."""
+
+    index: IncidentIndex
+    held: int  # how many of the pool's newest cases it holds
+    reporter_ids: Counter[int]  # of the cases read from the store
+    made_by: Counter[int]  # id() of the reporter rows of the cases the batch made
+    keys: Counter[int]
+    oldest: datetime | None  # at most the oldest it holds (not raised when one goes)
+
+    @classmethod
+    def of(cls, cases: list[_Candidate]) -> _Indexed:
+        newest = cases[:CANDIDATE_LIMIT]
+        indexed = cls(
+            IncidentIndex((candidate.root, candidate.report) for candidate in newest),
+            0,
+            Counter(),
+            Counter(),
+            Counter(),
+            None,
+        )
+        for candidate in newest:
+            indexed._count(candidate, 1)
+        return indexed
+
+    def _count(self, candidate: _Candidate, step: int) -> None:
+        self.held += step
+        self.keys[candidate.id] += step
+        if candidate.reporter is None:
+            if candidate.reporter_id is not None:
+                self.reporter_ids[candidate.reporter_id] += step
+        else:
+            self.made_by[id(candidate.reporter)] += step
+        if step > 0 and (self.oldest is None or candidate.created_at < self.oldest):
+            self.oldest = candidate.created_at
+
+    def add_newest(self, cases: list[_Candidate]) -> _Added:
+        """`cases[0]` was just put before the others: held, and the one it pushed past
+        CANDIDATE_LIMIT let go. Returns what `undo` needs."""
+        added = cases[0]
+        before = self.index.add_newest(added.root, added.report)
+        self._count(added, 1)
+        gone = None
+        if self.held > CANDIDATE_LIMIT:
+            gone = cases[CANDIDATE_LIMIT]
+            self.index.drop(gone.root, gone.report)
+            self._count(gone, -1)
+        return _Added(added, before, gone)
+
+    def undo(self, done: _Added) -> None:
+        """As before `add_newest`, undone in the reverse order of what was added since."""
+        if done.gone is not None:
+            self.index.add_oldest(done.gone.root, done.gone.report)
+            self._count(done.gone, 1)
+        self.index.drop(done.added.root, done.added.report, done.before)
+        self._count(done.added, -1)
+
+    def holds_all(
+        self,
+        since: datetime,
+        key: int | None,
+        reporter: models.Reporter | None,
+        reporter_id: int | None,
+    ) -> bool:
+        """Whether `_members` would take exactly the cases held."""
+        return not (
+            (self.oldest is not None and self.oldest < since)
+            or (key is not None and self.keys[key] > 0)  # a Counter reads 0 for a missing key
+            or (reporter is not None and self.made_by[id(reporter)] > 0)
+            or (reporter_id is not None and self.reporter_ids[reporter_id] > 0)
+        )
+
+
+def _verdicts(
+    pool: _Pool,
+    new: IncidentCandidate,
+    since: datetime,
+    key: int | None,
+    reporter: models.Reporter | None,
+    reporter_id: int | None,
+    rules: LinkRules,
+) -> dict[int, float | None]:
+    """`incident_verdicts` of the pool's candidates for a complaint (`_members`). A
+    worker compares every complaint of a topic with the same few hundred cases: the
+    pool's index groups them by incident and wording, and gives the same verdicts with a
+    look-up per wording instead of per case. A complaint whose candidates are not the ones
+    it holds (its reporter's own cases are among them, or cases older than its window) is
+    compared case by case."""
+    indexed = pool.indexed
+    if indexed is None:
+        indexed = pool.indexed = _Indexed.of(pool.cases)
+    if indexed.holds_all(since, key, reporter, reporter_id):
+        return indexed.index.verdicts(new, rules)
+    return incident_verdicts(new, _members(pool.cases, since, key, reporter, reporter_id), rules)
 
 
 def forget_candidates(session: Session) -> None:
@@ -419,6 +532,16 @@ class _KeptPool:
     cases: list[_Candidate]  # as read from the database: newest first, never a batch's own
     read_at: float  # time.monotonic() of the whole read
     last_id: int  # the largest case id when it was read or last caught up
+    # Its newest cases as an index, and what batches added to it since (their own new
+    # cases, which the next batch reads from the store): undone before it is next used.
+    indexed: _Indexed | None = None
+    added: list[_Added] = field(default_factory=list)
+
+    def undo_batch(self) -> None:
+        if self.indexed is not None:
+            for done in reversed(self.added):
+                self.indexed.undo(done)
+        self.added.clear()
 
 
 # The pools a worker process read, per database and topic, from one batch to the next.
@@ -473,6 +596,8 @@ def read_pools_ahead(
         return PoolsAhead({}, 0)
     engine = session.get_bind()
     kept = _KEPT.setdefault(engine, {}) if isinstance(engine, Engine) else {}
+    for undone in kept.values():
+        undone.undo_batch()
     # First: whatever a later query reads has an id of at most this, so a case committed
     # in between is caught up next time, not read twice.
     last_id = session.scalar(select(func.max(models.Case.id))) or 0
@@ -487,7 +612,12 @@ def read_pools_ahead(
         kept[topic] = _KeptPool(topic, pool.since, pool.cases, now, last_id)
     if caught:
         _catch_up_kept(session, [kept[topic] for topic in caught], last_id)
-    pools = {topic: _Pool(kept[topic].since, list(kept[topic].cases)) for topic in wanted}
+    pools = {}
+    for topic in wanted:
+        reused = kept[topic]
+        if reused.indexed is None:
+            reused.indexed = _Indexed.of(reused.cases)
+        pools[topic] = _Pool(reused.since, list(reused.cases), indexed=reused.indexed, kept=reused)
     return PoolsAhead(pools, last_id)
 
 
@@ -524,11 +654,28 @@ def _catch_up(
             newer.setdefault(row.topic, []).append(candidate)
     for topic, cases in newer.items():
         pool = pools[topic]
+        added = len(cases)
         if isinstance(pool, _Pool):
             pool.fresh = [*cases, *pool.fresh]
+            pool.indexed = pool.kept = None
         cases.extend(pool.cases)
-        cases.sort(key=lambda candidate: candidate.created_at, reverse=True)
+        cases.sort(key=attrgetter("created_at"), reverse=True)
+        if isinstance(pool, _KeptPool) and pool.indexed is not None:
+            _index_caught_up(pool, cases, added)
         pool.cases = cases[: CANDIDATE_LIMIT + POOL_MARGIN] if trim else cases
+
+
+def _index_caught_up(pool: _KeptPool, cases: list[_Candidate], added: int) -> None:
+    """A kept pool's index with the `added` cases caught up, now first in `cases`: put
+    before the others, the oldest first, if they are all newer than the pool's cases;
+    else made again when next used."""
+    indexed = pool.indexed
+    assert indexed is not None
+    if any(candidate is not old for candidate, old in zip(cases[added:], pool.cases, strict=False)):
+        pool.indexed = None  # a caught-up case among older ones (PostgreSQL: ids not in
+        return  # commit order)
+    for first in range(added - 1, -1, -1):
+        indexed.add_newest(cases[first:])
 
 
 def catch_up_pools(session: Session, ahead: PoolsAhead) -> None:
@@ -573,11 +720,9 @@ def judge_ahead(
         if pool.since > since:
             continue  # a pool read again under the lock: judged there
         new = IncidentCandidate.from_complaint(complaint)
-        members = _members(
-            pool.cases, since, None, None, reporter_ids.get(complaint.idempotency_key)
-        )
+        reporter_id = reporter_ids.get(complaint.idempotency_key)
         ahead.judged[complaint.idempotency_key] = _Judged(
-            new, pool, incident_verdicts(new, members, rules.link)
+            new, pool, _verdicts(pool, new, since, None, None, reporter_id, rules.link)
         )
 
 
@@ -688,8 +833,7 @@ def link_incident(
         new = ahead.new  # its analysis is made already
         verdicts = merge_verdicts(dict(ahead.verdicts), incident_verdicts(new, members, rules.link))
     else:
-        members = _members(pool.cases, since, key, reporter, reporter_id)
-        verdicts = incident_verdicts(new, members, rules.link)
+        verdicts = _verdicts(pool, new, since, key, reporter, reporter_id, rules.link)
     linked = _choose_and_link(session, case, verdicts, pool)
     # This batch's later complaints see this case as a candidate too.
     report = IncidentCandidate.from_values(
@@ -706,6 +850,10 @@ def link_incident(
     made = _Candidate(key, reporter.id, _aware(case.created_at), report, root, reporter)
     pool.cases.insert(0, made)
     pool.fresh.insert(0, made)
+    if pool.indexed is not None:
+        done = pool.indexed.add_newest(pool.cases)
+        if pool.kept is not None:
+            pool.kept.added.append(done)
 
 
 _ROOTS_NOW = (

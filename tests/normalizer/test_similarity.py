@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import random
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,6 +20,7 @@ from normalizer import Rules, normalize
 from normalizer.similarity import (
     EARTH_RADIUS_M,
     IncidentCandidate,
+    IncidentIndex,
     LinkRules,
     analyse,
     assess,
@@ -483,6 +485,68 @@ def test_verdicts_on_an_incidents_reports_add_up_to_the_verdict_on_all_of_them()
     refused = {1: [unplaced], 2: [elsewhere]}
     assert merge_verdicts(incident_verdicts(new, refused), {1: None}) == {1: None, 2: None}
     assert best_incident({1: None, 2: None}) is None
+
+
+def _by_incident(
+    newest_first: list[tuple[int, IncidentCandidate]],
+) -> dict[int, list[IncidentCandidate]]:
+    grouped: dict[int, list[IncidentCandidate]] = {}
+    for incident, found in newest_first:
+        grouped.setdefault(incident, []).append(found)
+    return grouped
+
+
+def test_an_index_of_a_pool_gives_the_verdicts_of_its_reports_one_by_one() -> None:
+    """A worker keeps its pool of a topic's reports as an index, grouped by incident and
+    wording, and adds and drops reports as cases come and go: for every new report, the
+    index gives what judging the pool's reports one by one gives, in the same order (the
+    first of equal scores wins), through reports in and out of the window, without a time,
+    placed and unplaced, and a batch's additions taken back out."""
+    rnd = random.Random(8)
+    wordings = [
+        "Banjir setinggi lutut di Jl. Sempur Kaler, got meluap",
+        "Tolong, Jl. Sempur Kaler banjir, got mampet dan meluap",
+        "Banjir di Jl. Sempur Kaler, got meluap",
+        "Jl. Sempur Kaler banjir lagi, got meluap",
+        "Banjir di Jl. Pajajaran depan Tugu Kujang",
+        "got mampet, air masuk rumah warga",
+        "Banjir lagi di gang Mawar, selokan tidak mengalir",
+    ]
+    places = [{}, {"lat": -6.5901, "lon": 106.7801}, {"lat": -6.60, "lon": 106.79}]
+
+    def made(step: int) -> IncidentCandidate:
+        values: dict[str, object] = {"received_at": T0 + timedelta(days=step * 0.35)}
+        if rnd.random() < 0.1:
+            values["received_at"] = None
+        values.update(rnd.choice(places))
+        return report(rnd.choice(wordings), "banjir", **values)
+
+    pool: list[tuple[int, IncidentCandidate]] = [(rnd.randrange(6), made(i)) for i in range(30)]
+    pool.reverse()  # newest first
+    index = IncidentIndex(pool)
+    compared = 0
+    for step in range(30, 90):
+        new = made(step)
+        want = incident_verdicts(new, _by_incident(pool))
+        assert list(index.verdicts(new).items()) == list(want.items())
+        compared += len(want)
+        # The new report joins the pool, and the oldest leaves it past 30 reports.
+        incident = rnd.randrange(8)
+        before = index.add_newest(incident, new)
+        pool.insert(0, (incident, new))
+        gone = pool.pop() if len(pool) > 30 else None
+        if gone is not None:
+            index.drop(*gone)
+        if step % 7 == 0:  # a batch's addition taken back out, as a worker does
+            if gone is not None:
+                index.add_oldest(*gone)
+                pool.append(gone)
+            index.drop(incident, new, before)
+            pool.pop(0)
+    assert compared > 100
+    new = made(90)
+    want = incident_verdicts(new, _by_incident(pool))
+    assert list(index.verdicts(new).items()) == list(want.items())
 
 
 def test_verdicts_kept_between_complaints_follow_the_rules_and_the_place() -> None:
