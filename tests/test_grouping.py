@@ -410,6 +410,13 @@ def test_a_worker_links_a_report_to_an_incident_another_worker_stored_since_its_
         other.engine.dispose()
 
 
+def _resolve(context: Context, case_id: int | None, note: str) -> None:
+    """An operator on duty resolves the case."""
+    assert case_id is not None
+    with context.sessions() as session, session.begin():
+        change_status(session, load_replies(), case_id, Actor("siti", "operator"), "resolved", note)
+
+
 def test_a_report_is_not_linked_into_an_incident_closed_since_the_worker_read_it(
     database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -433,16 +440,7 @@ def test_a_report_is_not_linked_into_an_incident_closed_since_the_worker_read_it
     try:
         (incident,) = store(context, [first])
         store(context, [unrelated])  # the incident is now among the worker's candidates
-        with context.sessions() as session, session.begin():
-            assert incident.case_id is not None
-            change_status(
-                session,
-                load_replies(),
-                incident.case_id,
-                Actor("siti", "operator"),
-                "resolved",
-                "air sudah surut",
-            )
+        _resolve(context, incident.case_id, "air sudah surut")
         (alone,) = store(context, [second])
         assert alone.outcome == "new"
         assert _link_of(context, alone.case_id) is None
@@ -482,16 +480,7 @@ def test_an_incident_of_another_topic_closed_since_the_worker_read_it_takes_no_r
         (incident,) = store(context, [flood])
         (resolved,) = store(context, [garbage])
         store(context, [unrelated])  # both incidents are now among the worker's candidates
-        with context.sessions() as session, session.begin():
-            assert resolved.case_id is not None
-            change_status(
-                session,
-                load_replies(),
-                resolved.case_id,
-                Actor("siti", "operator"),
-                "resolved",
-                "sampah sudah diangkut",
-            )
+        _resolve(context, resolved.case_id, "sampah sudah diangkut")
         linked, alone = store(context, [flood_again, garbage_again])
         assert _link_of(context, linked.case_id) == incident.case_id
         assert alone.outcome == "new"
