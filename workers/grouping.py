@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, func, insert, select, text, type_coerce
-from sqlalchemy.engine import Engine
+from sqlalchemy import Insert, String, Table, bindparam, func, insert, select, text, type_coerce
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from normalizer.complaint import Complaint
@@ -117,6 +117,19 @@ _AUDITS = insert(cast(Table, models.AuditEvent.__table__))
 _MESSAGES = insert(cast(Table, models.Message.__table__))
 _DELIVERY_TABLE = cast(Table, models.Delivery.__table__)
 _DELIVERIES = insert(_DELIVERY_TABLE).returning(_DELIVERY_TABLE.c.id, sort_by_parameter_order=True)
+# PostgreSQL: with RETURNING, SQLAlchemy writes a batch's rows of a table as one INSERT of
+# many rows ("insertmanyvalues"); without, psycopg's executemany sends one INSERT per
+# row, each for the server to bind and run. The ids that come back are not needed.
+_IN_ONE = {
+    statement: statement.returning(cast(Table, statement.table).c.id)
+    for statement in (_EVENTS, _LINKS, _AUDITS, _MESSAGES)
+}
+
+
+def _insert_all(connection: Connection, statement: Insert, rows: list[dict[str, Any]]) -> None:
+    if connection.dialect.name == "postgresql":
+        statement = _IN_ONE[statement]
+    connection.execute(statement, rows)
 
 
 def rows_later(session: Session) -> RowsLater | None:
@@ -158,12 +171,13 @@ def write_rows_later(session: Session, *, audits: bool = True) -> None:
     session.flush()
     connection = session.connection()
     if later.messages:
-        connection.execute(_MESSAGES, [row.row() for row in later.messages])
+        _insert_all(connection, _MESSAGES, [row.row() for row in later.messages])
         later.messages = []
         later.message_keys.clear()
         later.message_reporters.clear()
     if later.events:
-        connection.execute(
+        _insert_all(
+            connection,
             _EVENTS,
             [
                 {
@@ -182,7 +196,8 @@ def write_rows_later(session: Session, *, audits: bool = True) -> None:
             (case, root if isinstance(root, int) else root.id, score)
             for case, root, score in later.links
         ]
-        connection.execute(
+        _insert_all(
+            connection,
             _LINKS,
             [
                 {"case_id": case.id, "into_case_id": root, "actor": "system"}
@@ -192,7 +207,8 @@ def write_rows_later(session: Session, *, audits: bool = True) -> None:
         later.audits += made
         later.links = []
     if audits and later.audits:
-        connection.execute(
+        _insert_all(
+            connection,
             _AUDITS,
             [
                 {
