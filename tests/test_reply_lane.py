@@ -33,6 +33,7 @@ from tests.helpers import messages_stored
 from tests.test_twilio_e2e import SMS_FROM
 from workers import models
 from workers.db import make_engine, session_factory, upgrade
+from workers.replies import SEND_GROUP
 from workers.worker import LaneGate
 
 # How long the fake Twilio API keeps the first reply waiting.
@@ -154,6 +155,34 @@ def test_a_worker_told_to_stop_mid_send_records_the_reply_first(
         assert setup.replies(complaint) == [("sent", 1)]
         assert len(twilio_api.accepted(_number(complaint))) == 1
     finally:
+        stop_process(worker)
+        setup.close()
+
+
+def test_a_slow_provider_gets_a_group_of_replies_from_each_busy_lane_at_once(
+    tmp_path: Path, redis_url: str, database_url: str, twilio_api: FakeTwilio
+) -> None:
+    """With Twilio taking its time, three store batches of a flood have their replies out
+    side by side: each lane sends a whole group at once. When the lanes shared one
+    group's worth of threads, a worker never had more than SEND_GROUP replies out, and
+    the rest waited for the provider to answer those first."""
+    setup = _Setup(tmp_path, redis_url, database_url, twilio_api)
+    batches = [setup.complaints(40, f"Banjir setinggi lutut {i}") for i in range(3)]
+    numbers = {_number(c) for batch in batches for c in batch}
+    twilio_api.fail_always(Fault(delay=2.0))  # answers as usual, two seconds later
+    twilio_api.most_at_once = 0
+    worker = start_worker(setup.env, setup.log)
+    try:
+        for batch in batches:
+            setup.enqueue(batch)
+        _wait(
+            lambda: len({m["To"] for m in twilio_api.accepted() if m["To"] in numbers}) == 120,
+            "not every reply reached the provider",
+        )
+        assert twilio_api.most_at_once > SEND_GROUP
+        assert len([m for m in twilio_api.sent() if m["To"] in numbers]) == 120  # once each
+    finally:
+        twilio_api.recover()
         stop_process(worker)
         setup.close()
 

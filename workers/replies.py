@@ -63,6 +63,12 @@ SWEEP_EVERY_SECONDS = 60
 # job (8 was 27). A worker that dies mid-send leaves at most this many "may have gone out"
 # for each of its reply lanes (workers.worker.ReplyLane) in a job.
 SEND_GROUP = 32
+# Reply jobs a worker runs at once, each on a ReplyLane (workers.worker).
+REPLY_LANES = 8
+# Sends a worker has in flight at most: a whole group for each of its lanes. Shared by
+# the lanes, SEND_GROUP threads capped a worker at about 100 replies a second with Twilio
+# answering in 300 ms, however many lanes were open, and replies queued behind each other.
+SEND_THREADS = SEND_GROUP * REPLY_LANES
 
 
 def job_key(queue_name: str, delivery_id: int) -> str:
@@ -154,8 +160,8 @@ def send_deliveries(ids: list[int]) -> dict[str, int]:
 
 @cache
 def _senders() -> ThreadPoolExecutor:
-    """The worker's threads for a group's sends (a SimpleWorker runs every job itself)."""
-    return ThreadPoolExecutor(max_workers=SEND_GROUP, thread_name_prefix="aduan-send")
+    """The worker's threads for its lanes' sends, started as they are needed."""
+    return ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="aduan-send")
 
 
 def _send_all(

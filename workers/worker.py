@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
 from workers.context import Context, current, install, reply_queue_name
+from workers.replies import REPLY_LANES
 
 # A worker that died mid-job is found by another worker's maintenance task; RQ's
 # default of 600 s is far too long for a complaint service, so look every 15 s.
@@ -42,8 +43,6 @@ RECONNECT_SECONDS = 1.0
 IDLE_SLICE_SECONDS = 0.5
 # A worker stopping gives its scheduler process this long to stop before killing it.
 SCHEDULER_STOP_SECONDS = 5
-# Reply jobs a worker runs at once, each on a ReplyLane.
-REPLY_LANES = 8
 log = logging.getLogger("aduan.worker")
 
 
@@ -298,9 +297,9 @@ class ReplyLane:
     A worker runs up to REPLY_LANES of them (LaneGate opens them as they are needed). A
     reply job holds the replies of one store batch, often only a few when complaints come
     steadily, and a lane runs one job at a time: with Twilio answering in 300 ms, one
-    lane would send a handful of replies a second. The sends of all lanes share the
-    process's SEND_GROUP threads (workers.replies). Sends are I/O: a lane costs the
-    process a thread, not a CPU.
+    lane would send a handful of replies a second. The lanes' sends share the process's
+    SEND_THREADS threads, a group's worth for each lane (workers.replies). Sends are I/O:
+    a lane costs the process a thread, not a CPU.
 
     `stop()` asks for a warm stop, `join()` waits for it: a job in hand is finished (its
     replies recorded), then the lane's worker leaves RQ's registry.

@@ -63,6 +63,10 @@ class FakeServer:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _faults: dict[str | None, list[Fault]] = field(default_factory=dict)
     _always: dict[str | None, Fault] = field(default_factory=dict)
+    # Requests being answered now, and the most there were at once since `most_at_once`
+    # was last set to 0.
+    in_flight: int = 0
+    most_at_once: int = 0
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -123,7 +127,13 @@ class FakeServer:
             self.requests.append(
                 Recorded(request.method, request.path_qs, dict(request.headers), body)
             )
-        response: web.StreamResponse = await handler(request)
+            self.in_flight += 1
+            self.most_at_once = max(self.most_at_once, self.in_flight)
+        try:
+            response: web.StreamResponse = await handler(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         return response
 
     def start(self) -> Self:

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import requests
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -37,10 +38,17 @@ class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
     that accepted the connection and went quiet), and the last answer's `Retry-After`
     is kept, per thread, for a throttled send to honour."""
 
-    def __init__(self, base_url: str, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = TIMEOUT_SECONDS, connections: int = 10
+    ) -> None:
         super().__init__(timeout=timeout, logger=_http_log)
         self.base_url = base_url.rstrip("/")
         self._last = threading.local()
+        # The package keeps min(32, CPUs + 4) connections to Twilio: 6 on two CPUs. A
+        # worker sends many replies at once (workers.replies.SEND_THREADS), and every send
+        # beyond the pool would open a connection of its own, TLS handshake and all.
+        for scheme in ("https://", "http://"):
+            self.session.mount(scheme, HTTPAdapter(pool_maxsize=connections))
 
     @property
     def retry_after(self) -> str | None:
@@ -59,10 +67,12 @@ class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
 def twilio_client(
     account_sid: str, auth_token: str, base_url: str, timeout: float = TIMEOUT_SECONDS
 ) -> Any:
+    from workers.replies import SEND_THREADS  # here: workers.replies imports the senders
+
     return Client(
         account_sid,
         auth_token,
-        http_client=BaseUrlHttpClient(base_url, timeout),
+        http_client=BaseUrlHttpClient(base_url, timeout, SEND_THREADS),
         environment=_NO_ENVIRONMENT,
     )
 
