@@ -25,7 +25,7 @@ from channels.base import Location
 from config.data import load_replies, load_taxonomy
 from config.settings import load_settings
 from gateway.app import create_app
-from normalizer import Rules
+from normalizer import Complaint, Rules
 from normalizer.similarity import IncidentCandidate, incident_verdicts
 from tests.conftest import (
     ROOT,
@@ -310,6 +310,14 @@ def _street() -> str:
     return f"Jl. {name.capitalize()}"
 
 
+def _placed(rules: Rules, reports: list[tuple[str, float, float]]) -> list[Complaint]:
+    """SMS complaints, each (text, lat, lon) with the location its reporter shared."""
+    return [
+        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
+        for text, lat, lon in reports
+    ]
+
+
 def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
     database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -327,10 +335,7 @@ def test_reports_of_one_incident_in_the_same_store_batch_are_linked(
         (f"Banjir setinggi lutut di {street}, got meluap", -6.5901, 106.7801),
         (f"Tolong, {street} banjir, got mampet dan meluap", -6.5902, 106.7802),
     ]
-    complaints = [
-        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
-        for text, lat, lon in reports
-    ]
+    complaints = _placed(rules, reports)
     try:
         outcomes = store(context, complaints)  # one batch, one transaction
         assert [o.outcome for o in outcomes] == ["new", "new", "new"]
@@ -391,13 +396,13 @@ def test_a_worker_links_a_report_to_an_incident_another_worker_stored_since_its_
     upgrade(worker.engine)
     rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
     street, elsewhere = _street(), _street()
-    unrelated, first, second = (
-        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
-        for text, lat, lon in [
+    unrelated, first, second = _placed(
+        rules,
+        [
             (f"Banjir di {elsewhere}, got meluap", -6.6005, 106.8052),
             (f"Banjir setinggi lutut di {street}, got meluap", -6.5901, 106.7801),
             (f"Tolong, {street} banjir, got mampet dan meluap", -6.5902, 106.7802),
-        ]
+        ],
     )
     try:
         store(worker, [unrelated])  # the worker reads the topic's candidates and keeps them
@@ -428,14 +433,14 @@ def test_a_report_is_not_linked_into_an_incident_closed_since_the_worker_read_it
     upgrade(context.engine)
     rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
     street, elsewhere = _street(), _street()
-    first, unrelated, second, third = (
-        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
-        for text, lat, lon in [
+    first, unrelated, second, third = _placed(
+        rules,
+        [
             (f"Banjir setinggi lutut di {street}, got meluap", -6.5901, 106.7801),
             (f"Banjir di {elsewhere}, got meluap", -6.6005, 106.8052),
             (f"Tolong, {street} banjir, got mampet dan meluap", -6.5902, 106.7802),
             (f"{street} banjir lagi, got meluap sampai rumah", -6.5901, 106.7802),
-        ]
+        ],
     )
     try:
         (incident,) = store(context, [first])
@@ -463,15 +468,15 @@ def test_an_incident_of_another_topic_closed_since_the_worker_read_it_takes_no_r
     upgrade(context.engine)
     rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
     street, tps, elsewhere = _street(), _street(), _street()
-    flood, garbage, unrelated, flood_again, garbage_again = (
-        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
-        for text, lat, lon in [
+    flood, garbage, unrelated, flood_again, garbage_again = _placed(
+        rules,
+        [
             (f"Banjir setinggi lutut di {street}, got meluap", -6.5901, 106.7801),
             (f"Sampah menumpuk di TPS {tps}, bau busuk", -6.6101, 106.8101),
             (f"Sampah berserakan di {elsewhere}", -6.6205, 106.8252),
             (f"Tolong, {street} banjir, got mampet dan meluap", -6.5902, 106.7802),
             (f"TPS {tps} penuh, sampah menumpuk dan bau busuk", -6.6102, 106.8102),
-        ]
+        ],
     )
     assert (flood.topic, garbage.topic) == (flood_again.topic, garbage_again.topic)
     assert unrelated.topic == garbage.topic
@@ -536,12 +541,12 @@ def test_sqlite_a_case_committed_while_a_batch_waited_for_the_write_lock_is_a_ca
     context = Context(settings, redis_url)
     upgrade(context.engine)
     rules = Rules(taxonomy=load_taxonomy(settings.topics_file))
-    first, second = (
-        sms_complaint(rules, text, location=Location(lat=lat, lon=lon))
-        for text, lat, lon in [
+    first, second = _placed(
+        rules,
+        [
             ("Banjir setinggi lutut di Jl. Sempur Kaler, got meluap", -6.5901, 106.7801),
             ("Tolong, Jl. Sempur Kaler banjir, got mampet dan meluap", -6.5902, 106.7802),
-        ]
+        ],
     )
     try:
         waiting = _read_pools_ahead(context, [second])  # before the other batch commits

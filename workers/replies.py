@@ -322,32 +322,18 @@ _RECORD_ALL = text(
 
 def _record(connection: Connection, done: list[tuple[int, SendResult]], now: datetime) -> None:
     """What became of each delivery of `done` (id, result)."""
+    rows = [
+        (delivery_id, r.status, r.error, r.provider or None, r.provider_id or None)
+        for delivery_id, r in done
+    ]
     if connection.dialect.name == "postgresql":
-        connection.execute(
-            _RECORD_ALL,
-            {
-                "ids": [delivery_id for delivery_id, _ in done],
-                "statuses": [result.status for _, result in done],
-                "errors": [result.error for _, result in done],
-                "providers": [result.provider or None for _, result in done],
-                "provider_ids": [result.provider_id or None for _, result in done],
-                "now": now,
-            },
-        )
+        arrays = ("ids", "statuses", "errors", "providers", "provider_ids")
+        columns = zip(arrays, zip(*rows, strict=True), strict=True)
+        connection.execute(_RECORD_ALL, {**{k: list(v) for k, v in columns}, "now": now})
         return
+    names = ("delivery_id", "new_status", "new_error", "new_provider", "new_provider_id")
     connection.execute(
-        _RECORD,
-        [
-            {
-                "delivery_id": delivery_id,
-                "new_status": result.status,
-                "new_error": result.error,
-                "new_provider": result.provider or None,
-                "new_provider_id": result.provider_id or None,
-                "now": now,
-            }
-            for delivery_id, result in done
-        ],
+        _RECORD, [{**dict(zip(names, row, strict=True)), "now": now} for row in rows]
     )
 
 
