@@ -258,24 +258,38 @@ class _Claims:
     """Takes claims (`SET NX`) for every message that asks in one turn of the event loop,
     in one round trip and one command (`_TAKE_CLAIMS`): under load, dozens of requests
     reach their claim in the same turn, and a command each cost a sixth of the gateway's
-    time per request."""
+    time per request.
+
+    One round trip is out at a time: the claims asked while it is out go together as soon
+    as it is back (as a database's group commit does). A quiet gateway sends each claim at
+    once; a busy one sends fewer, larger round trips (about 10 claims each rather than 4
+    at 4,000 webhooks/s), which cost the gateway and Redis less per claim."""
 
     def __init__(self, redis_client: aioredis.Redis) -> None:
         self.redis = redis_client
         self._asking: list[tuple[str, str, asyncio.Future[bool]]] = []
+        self._out = False  # a round trip is out: what is asked now waits for it
 
     async def take(self, key: str, value: str) -> bool:
         """Whether this copy won `key` (set to `value` for CLAIM_PENDING_SECONDS)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._asking.append((key, value, future))
-        if len(self._asking) == 1:
+        if len(self._asking) == 1 and not self._out:
             loop.call_soon(self._send)  # after the rest of this turn's requests
         return await future
 
     def _send(self) -> None:
+        if self._out or not self._asking:
+            return
         asking, self._asking = self._asking, []
-        asyncio.create_task(self._ask(asking))  # noqa: RUF006 - futures keep it observed
+        self._out = True
+        task = asyncio.create_task(self._ask(asking))
+        task.add_done_callback(self._back)
+
+    def _back(self, _: asyncio.Task[None]) -> None:
+        self._out = False
+        self._send()  # what was asked meanwhile
 
     async def _ask(self, asking: list[tuple[str, str, asyncio.Future[bool]]]) -> None:
         try:

@@ -1,19 +1,23 @@
 """The gateway gathers complaints into store jobs: a moment while the workers keep up,
 longer (or until a batch is full) while they are behind, when jobs wait anyway and a
-job of many complaints costs the workers far less per complaint than many jobs of one."""
+job of many complaints costs the workers far less per complaint than many jobs of one.
+Their claims are gathered too, into one round trip at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from gateway.intake import _Batcher
+from gateway.embedded import EmbeddedRedis
+from gateway.intake import _Batcher, _Claims
 
 
 @pytest.fixture
@@ -117,3 +121,44 @@ async def test_while_behind_a_batch_does_not_wait_long_for_one_still_on_its_way(
         # Nine in, one still on its way: the batch goes once none came for the gap.
         await asyncio.wait_for(asyncio.gather(*(put(n) for n in range(2, 11))), timeout=10)
     assert sizes(queue) == [1, 1, 9]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own: it is paused, and its command counts are read."""
+    server = EmbeddedRedis(tmp_path, fsync="no").start()
+    yield server
+    server.stop()
+
+
+def evals(connection: redis.Redis) -> int:
+    stats = connection.info("commandstats").get("cmdstat_eval")
+    return int(stats["calls"]) if stats else 0
+
+
+async def test_claims_asked_while_one_round_trip_is_out_go_together_when_it_is_back(
+    own_redis: EmbeddedRedis,
+) -> None:
+    connection = redis.Redis.from_url(own_redis.url)
+    claims = _Claims(aioredis.Redis.from_url(own_redis.url))
+    try:
+        # Redis holds every write for a moment, as a busy one is slow to answer.
+        connection.execute_command("CLIENT", "PAUSE", 400, "WRITE")
+        first = asyncio.create_task(claims.take("claim:first", "pending:a"))
+        await asyncio.sleep(0.05)  # its round trip is out
+        later = []
+        for n in range(20):  # one request per turn of the loop, as they come in
+            later.append(asyncio.create_task(claims.take(f"claim:{n}", "pending:b")))
+            await asyncio.sleep(0.005)
+        copy = asyncio.create_task(claims.take("claim:first", "pending:c"))  # a retry
+        won = await asyncio.wait_for(asyncio.gather(first, *later, copy), timeout=10)
+        # The first claim alone, then the twenty-one asked meanwhile in one round trip.
+        assert evals(connection) == 2
+        assert won == [True] * 21 + [False]
+        assert connection.get("claim:first") == b"pending:a"
+        # Once nothing is out, a claim goes at once, on its own.
+        assert await asyncio.wait_for(claims.take("claim:alone", "pending:d"), timeout=5)
+        assert evals(connection) == 3
+    finally:
+        await claims.redis.aclose()
+        connection.close()
