@@ -7,6 +7,7 @@ phrase of several words counts double: it is stronger evidence than one word.
 
 from __future__ import annotations
 
+import functools
 import re
 from bisect import bisect_left
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from functools import cached_property
 from normalizer.text import words
 
 FALLBACK_TOPIC = "lainnya"
+WORDS_REMEMBERED = 16_384  # of the keyword index, per taxonomy: a few MB at most
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,19 @@ class Taxonomy:
         return next((t for t in self.topics if t.code == code), None)
 
     @cached_property
+    def priorities(self) -> dict[str, int]:
+        return {t.code: t.priority for t in self.topics}
+
+    @cached_property
     def codes(self) -> frozenset[str]:
         return frozenset(t.code for t in self.topics)
 
+    @cached_property
+    def confidential_codes(self) -> frozenset[str]:
+        return frozenset(t.code for t in self.topics if t.confidential)
+
     def is_confidential(self, code: str) -> bool:
-        topic = self.get(code)
-        return bool(topic and topic.confidential)
+        return code in self.confidential_codes
 
     def matchers(self, topic: Topic) -> list[tuple[str, Callable[[_Text], bool], int]]:
         cached = self._matchers.get(topic.code)
@@ -127,16 +136,28 @@ class _Index:
                 else:  # a phrase's first word is a whole word of the text
                     self.by_first_word.setdefault(parts[0], []).append((entry, test))
         self.stem_lengths = sorted({len(stem) for stem in self.prefixes})
+        # A city's complaints use a few thousand words over and over: what each one
+        # matches is looked up once, not a dict per stem length for every word again.
+        self.of_word = functools.lru_cache(maxsize=WORDS_REMEMBERED)(self._of_word)
+
+    def _of_word(
+        self, token: str
+    ) -> tuple[tuple[_Entry, ...], tuple[tuple[_Entry, Callable[[_Text], bool]], ...]]:
+        """The keywords `token` matches by itself (as a word or under a stem), and the
+        phrases that start with it, to be tested against the whole text."""
+        found = list(self.words.get(token, ()))
+        for length in self.stem_lengths:
+            if length > len(token):
+                break
+            found.extend(self.prefixes.get(token[:length], ()))
+        return tuple(found), tuple(self.by_first_word.get(token, ()))
 
     def matches(self, text: _Text) -> list[_Entry]:
         found: set[_Entry] = set()
         for token in text.tokens:
-            found.update(self.words.get(token, ()))
-            for length in self.stem_lengths:
-                if length > len(token):
-                    break
-                found.update(self.prefixes.get(token[:length], ()))
-            for entry, test in self.by_first_word.get(token, ()):
+            entries, phrases = self.of_word(token)
+            found.update(entries)
+            for entry, test in phrases:
                 if test(text):
                     found.add(entry)
         return sorted(found)
@@ -150,7 +171,10 @@ class _Text:
         self.joined = " ".join(tokens)
         self.padded = f" {self.joined} "
         self.tokens = frozenset(tokens)
-        self.sorted = sorted(self.tokens)
+
+    @cached_property
+    def sorted(self) -> list[str]:  # only a prefix tested on its own needs it
+        return sorted(self.tokens)
 
     def has_prefix(self, stem: str) -> bool:
         index = bisect_left(self.sorted, stem)
@@ -165,7 +189,7 @@ def classify(text: str, taxonomy: Taxonomy) -> Classification:
         matched.setdefault(code, []).append(keyword)
     if not scores:
         return Classification(taxonomy.fallback, (), {})
-    order = {t.code: t.priority for t in taxonomy.topics}
+    order = taxonomy.priorities
     best = max(scores, key=lambda code: (scores[code], order.get(code, 0)))
     return Classification(best, tuple(matched[best]), scores)
 

@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.data import load_taxonomy
 from normalizer import Rules, normalize
-from normalizer.topics import Taxonomy, Topic, classify, mentions_confidential_marker
+from normalizer.text import words
+from normalizer.topics import (
+    Classification,
+    Taxonomy,
+    Topic,
+    classify,
+    mentions_confidential_marker,
+)
 from tests.normalizer.corpus import load_topic_corpus, message
 
 CORPUS = [(s.topic, s.text) for s in load_topic_corpus()]
@@ -176,3 +185,45 @@ def test_hard_cases_pick_the_integrity_topic_over_the_place(taxonomy: Taxonomy) 
     # A flood that names the street it happened in is drainage, not roads.
     flood = classify("Jl. Raya Pajajaran banjir lagi, jalan jadi kayak sungai", taxonomy)
     assert flood.topic == "drainase"
+
+
+def _by_every_keyword(text: str, taxonomy: Taxonomy) -> Classification:
+    """Every keyword's own pattern tried on the text, in taxonomy order: what the index
+    must answer exactly."""
+    joined = " ".join(words(text))
+    scores: dict[str, int] = {}
+    matched: dict[str, list[str]] = {}
+    for topic in taxonomy.topics:
+        for keyword, pattern, weight in taxonomy.patterns(topic):
+            if pattern.search(joined):
+                scores[topic.code] = scores.get(topic.code, 0) + weight
+                matched.setdefault(topic.code, []).append(keyword)
+    if not scores:
+        return Classification(taxonomy.fallback, (), {})
+    best = max(scores, key=lambda code: (scores[code], taxonomy.priorities.get(code, 0)))
+    return Classification(best, tuple(matched[best]), scores)
+
+
+def _vocabulary(taxonomy: Taxonomy) -> list[str]:
+    """The taxonomy's own phrases and words, its stems with endings, and words near them."""
+    found = {"dan", "di", "yang", "tidak", "jalan", "x", "kebanjiran", "lampunya"}
+    for topic in taxonomy.topics:
+        for keyword in topic.keywords:
+            found.add(keyword.rstrip("*"))
+            for word in words(keyword.rstrip("*")):
+                found.update({word, word + "an", word[:-1], "ke" + word})
+    return sorted(found)
+
+
+VOCABULARY = _vocabulary(load_taxonomy())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(VOCABULARY), min_size=0, max_size=14))
+def test_the_keyword_index_answers_as_every_keyword_tried_in_turn(
+    taxonomy: Taxonomy, chosen: list[str]
+) -> None:
+    # Examples share one index and what it remembers of each word: a word is looked up
+    # again in other texts, with other neighbours for its phrases.
+    text = " ".join(chosen)
+    assert classify(text, taxonomy) == _by_every_keyword(text, taxonomy)
