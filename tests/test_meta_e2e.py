@@ -166,6 +166,23 @@ async def test_a_batch_of_three_messages_becomes_three_cases_with_replies(
     assert all(r.headers["Authorization"] == f"Bearer {graph_api.access_token}" for r in fetched)
 
 
+async def test_replies_one_after_another_go_over_one_connection_kept_open(
+    gateway: Client, graph_api: FakeGraph
+) -> None:
+    # With the real Graph API, a connection of its own for each reply would cost a TCP
+    # and TLS handshake with graph.facebook.com before Meta even read the message.
+    numbers = [phone_number() for _ in range(3)]
+    for n, number in enumerate(numbers):
+        text = ["Lampu jalan mati", "Sampah menumpuk di pasar", "Got mampet"][n]
+        response = await post(gateway, single(number, text, int(time.time())))
+        assert response.status == 200
+        await eventually(lambda number=number: sent_to(graph_api, number))
+    ours = {number.lstrip("+") for number in numbers}
+    replies = [r for r in graph_api.received("POST", "/messages") if r.json.get("to") in ours]
+    assert len(replies) == 3
+    assert len({r.connection for r in replies}) == 1
+
+
 async def test_meta_delivering_a_batch_again_makes_nothing_new(
     gateway: Client, graph_api: FakeGraph, store: Any
 ) -> None:

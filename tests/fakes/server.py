@@ -25,6 +25,7 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     at: float = field(default_factory=time.monotonic)  # when it arrived
+    connection: str = ""  # the client's address and port: one per TCP connection
 
     @property
     def form(self) -> dict[str, str]:
@@ -123,9 +124,17 @@ class FakeServer:
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.read()
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        connection = f"{peer[0]}:{peer[1]}" if peer else ""
         with self._lock:
             self.requests.append(
-                Recorded(request.method, request.path_qs, dict(request.headers), body)
+                Recorded(
+                    request.method,
+                    request.path_qs,
+                    dict(request.headers),
+                    body,
+                    connection=connection,
+                )
             )
             self.in_flight += 1
             self.most_at_once = max(self.most_at_once, self.in_flight)

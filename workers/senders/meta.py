@@ -7,14 +7,14 @@ ADUAN_META_TEMPLATE_NAME, whose body has one variable ({{1}}) that carries the r
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import requests
+from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 
 from workers import models
@@ -63,6 +63,21 @@ class GraphRefusal(Exception):
         return f"meta {self.code if self.code is not None else '?'} (HTTP {self.status})"
 
 
+@lru_cache(maxsize=1)
+def graph_session() -> requests.Session:
+    """The worker's connections to the Graph API, kept open from one send to the next.
+
+    A reply lane sends a group of replies at once (workers.replies.SEND_THREADS in all);
+    a connection for each send would cost a TCP and TLS handshake with graph.facebook.com
+    every time, a round trip or two before Meta even reads the message."""
+    from workers.replies import SEND_THREADS  # here: workers.replies imports the senders
+
+    session = requests.Session()
+    for scheme in ("https://", "http://"):
+        session.mount(scheme, HTTPAdapter(pool_maxsize=SEND_THREADS))
+    return session
+
+
 def graph_call(
     url: str, token: str, payload: dict[str, Any] | None = None, timeout: float = TIMEOUT_SECONDS
 ) -> dict[str, Any]:
@@ -70,38 +85,36 @@ def graph_call(
     throttled, timed out, unreachable)."""
     if not url.startswith(("https://", "http://")):
         raise GraphRefusal(0, None)
-    data = None if payload is None else json.dumps(payload).encode()
-    method = "GET" if data is None else "POST"
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
-    request.add_unredirected_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
+    headers = {"Authorization": f"Bearer {token}"}  # requests drops it on another host
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            answer = json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        code = _error_code(exc)
-        if (
-            exc.code in (401, 408, 429)
-            or exc.code >= 500
-            or code in TRANSIENT_ERRORS
-            or code in CREDENTIAL_ERRORS
-        ):
-            wait = retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)
-            described = f"meta {code} (HTTP {exc.code})" if code is not None else f"HTTP {exc.code}"
-            raise GraphUnavailable(described, retry_after=wait) from None
-        raise GraphRefusal(exc.code, code) from None
-    except (OSError, ValueError) as exc:
-        # TimeoutError and URLError are OSErrors: no answer in time, or none at all.
+        if payload is None:
+            response = graph_session().get(url, headers=headers, timeout=timeout)
+        else:
+            response = graph_session().post(url, json=payload, headers=headers, timeout=timeout)
+        status = response.status_code
+        if status >= 400:
+            code = _error_code(response)
+            if (
+                status in (401, 408, 429)
+                or status >= 500
+                or code in TRANSIENT_ERRORS
+                or code in CREDENTIAL_ERRORS
+            ):
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                described = f"meta {code} (HTTP {status})" if code is not None else f"HTTP {status}"
+                raise GraphUnavailable(described, retry_after=wait)
+            raise GraphRefusal(status, code)
+        answer = response.json() if response.content else {}
+    except (requests.RequestException, ValueError) as exc:
+        # No answer in time, none at all, or one that is not JSON.
         raise GraphUnavailable(f"meta unreachable ({type(exc).__name__})") from None
     return answer if isinstance(answer, dict) else {}
 
 
-def _error_code(exc: urllib.error.HTTPError) -> int | None:
+def _error_code(response: requests.Response) -> int | None:
     try:
-        error = json.loads(exc.read() or b"{}").get("error", {})
-        return int(error["code"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return int(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
         return None
 
 
