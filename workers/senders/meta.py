@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import requests
+import requests.auth
 from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 
@@ -63,6 +64,18 @@ class GraphRefusal(Exception):
         return f"meta {self.code if self.code is not None else '?'} (HTTP {self.status})"
 
 
+class _Bearer(requests.auth.AuthBase):
+    """The access token, as requests' own auth: a credential in `~/.netrc` cannot take
+    its place, and a redirect to another host does not carry it."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
 @lru_cache(maxsize=1)
 def graph_session() -> requests.Session:
     """The worker's connections to the Graph API, kept open from one send to the next.
@@ -85,12 +98,12 @@ def graph_call(
     throttled, timed out, unreachable)."""
     if not url.startswith(("https://", "http://")):
         raise GraphRefusal(0, None)
-    headers = {"Authorization": f"Bearer {token}"}  # requests drops it on another host
+    auth = _Bearer(token)
     try:
         if payload is None:
-            response = graph_session().get(url, headers=headers, timeout=timeout)
+            response = graph_session().get(url, auth=auth, timeout=timeout)
         else:
-            response = graph_session().post(url, json=payload, headers=headers, timeout=timeout)
+            response = graph_session().post(url, json=payload, auth=auth, timeout=timeout)
         status = response.status_code
         if status >= 400:
             code = _error_code(response)
