@@ -9,7 +9,11 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
+from requests.adapters import HTTPAdapter
+
 if TYPE_CHECKING:
+    import requests
+
     from workers.context import Context
 
 
@@ -64,6 +68,18 @@ def retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def keep_connections(session: requests.Session) -> requests.Session:
+    """`session`, keeping as many connections to a provider open as a worker has sends
+    out at once (workers.replies.SEND_THREADS): requests keeps 10 by default (the twilio
+    package 6 on two CPUs), and every send beyond them opens a connection of its own, a
+    TCP and TLS handshake before the provider even reads the message."""
+    from workers.replies import SEND_THREADS  # here: workers.replies imports the senders
+
+    for scheme in ("https://", "http://"):
+        session.mount(scheme, HTTPAdapter(pool_maxsize=SEND_THREADS))
+    return session
 
 
 class Sender(Protocol):

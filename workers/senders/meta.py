@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 import requests.auth
-from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 
 from workers import models
@@ -24,6 +23,7 @@ from workers.senders import (
     SendDeferred,
     Sender,
     SendResult,
+    keep_connections,
     register,
     retry_after_seconds,
 )
@@ -78,17 +78,8 @@ class _Bearer(requests.auth.AuthBase):
 
 @lru_cache(maxsize=1)
 def graph_session() -> requests.Session:
-    """The worker's connections to the Graph API, kept open from one send to the next.
-
-    A reply lane sends a group of replies at once (workers.replies.SEND_THREADS in all);
-    a connection for each send would cost a TCP and TLS handshake with graph.facebook.com
-    every time, a round trip or two before Meta even reads the message."""
-    from workers.replies import SEND_THREADS  # here: workers.replies imports the senders
-
-    session = requests.Session()
-    for scheme in ("https://", "http://"):
-        session.mount(scheme, HTTPAdapter(pool_maxsize=SEND_THREADS))
-    return session
+    """The worker's connections to the Graph API, kept open from one send to the next."""
+    return keep_connections(requests.Session())
 
 
 def graph_call(

@@ -8,13 +8,19 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from channels.sms import fold_to_gsm7, segments
-from workers.senders import Outgoing, SendDeferred, SendResult, register, retry_after_seconds
+from workers.senders import (
+    Outgoing,
+    SendDeferred,
+    SendResult,
+    keep_connections,
+    register,
+    retry_after_seconds,
+)
 
 if TYPE_CHECKING:
     from workers.context import Context
@@ -38,17 +44,11 @@ class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
     that accepted the connection and went quiet), and the last answer's `Retry-After`
     is kept, per thread, for a throttled send to honour."""
 
-    def __init__(
-        self, base_url: str, timeout: float = TIMEOUT_SECONDS, connections: int = 10
-    ) -> None:
+    def __init__(self, base_url: str, timeout: float = TIMEOUT_SECONDS) -> None:
         super().__init__(timeout=timeout, logger=_http_log)
         self.base_url = base_url.rstrip("/")
         self._last = threading.local()
-        # The package keeps min(32, CPUs + 4) connections to Twilio: 6 on two CPUs. A
-        # worker sends many replies at once (workers.replies.SEND_THREADS), and every send
-        # beyond the pool would open a connection of its own, TLS handshake and all.
-        for scheme in ("https://", "http://"):
-            self.session.mount(scheme, HTTPAdapter(pool_maxsize=connections))
+        keep_connections(self.session)
 
     @property
     def retry_after(self) -> str | None:
@@ -67,12 +67,10 @@ class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
 def twilio_client(
     account_sid: str, auth_token: str, base_url: str, timeout: float = TIMEOUT_SECONDS
 ) -> Any:
-    from workers.replies import SEND_THREADS  # here: workers.replies imports the senders
-
     return Client(
         account_sid,
         auth_token,
-        http_client=BaseUrlHttpClient(base_url, timeout, SEND_THREADS),
+        http_client=BaseUrlHttpClient(base_url, timeout),
         environment=_NO_ENVIRONMENT,
     )
 
